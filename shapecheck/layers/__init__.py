@@ -1,0 +1,1 @@
+"""Per-layer shape rules, one module per Keras layer family."""

@@ -1,0 +1,41 @@
+"""Shared helpers for single-layer oracle tests."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from typing import Any, Mapping, Sequence
+
+import keras
+import pytest
+
+from shapecheck import dims
+from shapecheck.infer import ModelShapes, infer_model
+from shapecheck.oracle import check_against_keras
+
+
+def check(model: keras.Model, sizes: Mapping[str, Sequence[int]] | None = None,
+          **kwargs: Any) -> ModelShapes:
+    """Infer ``model``'s shapes; fail on any note or any disagreement with Keras."""
+    shapes = infer_model(model)
+    notes = [n for n in shapes.scope.notes]
+    assert not notes, notes
+    mismatches = check_against_keras(model, sizes=sizes, shapes=shapes, **kwargs)
+    assert not mismatches, "\n".join(map(str, mismatches))
+    return shapes
+
+
+def out_shape(shapes: ModelShapes, layer: str, index: int = 0) -> str:
+    """The inferred output shape of ``layer`` as text, e.g. ``(batch, T - 2, 8)``."""
+    for r in shapes.results:
+        if r.call.name == layer:
+            return dims.fmt_shape(r.shapes[index])
+    raise KeyError(layer)
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+    keras.backend.clear_session()
+    yield
