@@ -195,6 +195,14 @@ def evaluate(d: Dim, bindings: dict[str, int]) -> int | None:
     return int(value) if value.is_Integer else None
 
 
+def bind(d: Dim, bindings: dict[str, int] | None) -> Dim:
+    """``d`` with the named dims in ``bindings`` replaced by their sizes."""
+    if not bindings or not isinstance(d, sp.Expr):
+        return d
+    subs = {s: bindings[s.name] for s in d.free_symbols if s.name in bindings}
+    return norm(d.subs(subs)) if subs else d
+
+
 # --- display ------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ class LayerCall:
     path: str | None = None
     line: int | None = None
     seq: int = 0  # creation order, for a stable listing
+    internal: bool = False  # made by Keras inside another call (e.g. mask ops)
 
     @property
     def is_input(self) -> bool:
@@ -149,6 +150,7 @@ def _make_call(op: Any, knode: Any) -> LayerCall:
         outputs=[key(t) for t in knode.outputs],
         path=site[0], line=site[1],
         seq=getattr(knode, "_shapecheck_seq", 0),
+        internal=getattr(knode, "_shapecheck_internal", False),
     )
 
 

@@ -1,0 +1,76 @@
+"""Turn a Keras model into a report entry: graph, symbolic shapes, constraints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from shapecheck import dims
+from shapecheck.infer import infer_model
+from shapecheck.report import ConstraintEntry, LayerEntry, ModelEntry, NoteEntry
+
+PathFn = Callable[[str | None], str | None]
+
+
+def display_path(path: str | None, base: str | None = None) -> str | None:
+    """``path`` relative to ``base`` (the working directory) when inside it."""
+    if path is None:
+        return None
+    base = os.path.abspath(base or os.getcwd())
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, base)
+    return full if rel.startswith("..") else rel
+
+
+def model_kind(model: Any) -> str:
+    from keras import Sequential
+
+    if isinstance(model, Sequential):
+        return "sequential" if getattr(model, "_functional", None) is not None else "unbuilt"
+    if hasattr(model, "_inputs_struct") and hasattr(model, "_operations"):
+        return "functional"
+    return "subclassed"
+
+
+def model_entry(model: Any, path: str | None = None, line: int | None = None,
+                show: PathFn = display_path,
+                bindings: dict[str, int] | None = None) -> ModelEntry:
+    """Infer every call's symbolic shape in ``model`` and describe it as data."""
+    kind = model_kind(model)
+    entry = ModelEntry(name=model.name, kind=kind, path=show(path), line=line)
+    if kind == "unbuilt":
+        entry.notes.append(NoteEntry(model.name, "unbuilt",
+                                     "Sequential model without an input shape: add "
+                                     "`keras.Input(shape=...)` as its first layer to check it"))
+        return entry
+    if kind == "subclassed":
+        entry.notes.append(NoteEntry(model.name, "subclassed",
+                                     "subclassed model: its `call` is not a graph that "
+                                     "can be checked statically"))
+        return entry
+    shapes = infer_model(model)
+    by_id = {c.id: c for c in shapes.graph.calls}
+    for r in shapes.results:
+        call = r.call
+        if call.internal:
+            continue
+        inputs = []
+        for k in call.inputs:
+            src = shapes.graph.producer.get(k)
+            if src is None or by_id[src[0]].internal:
+                continue
+            if by_id[src[0]].name not in inputs:
+                inputs.append(by_id[src[0]].name)
+        entry.layers.append(LayerEntry(
+            name=call.name, cls=call.cls, path=show(call.path), line=call.line,
+            inputs=inputs,
+            output_shapes=[[dims.to_json(dims.bind(d, bindings)) for d in s]
+                           for s in r.shapes]))
+    used = {n for r in shapes.results for s in r.shapes for d in s
+            for n in dims.free_names(d)}
+    entry.dims = {n: info.origin for n, info in shapes.scope.dims.items() if n in used}
+    entry.constraints = [ConstraintEntry(dims.to_json(c.lhs), dims.to_json(c.rhs), c.layer,
+                                         c.reason, c.holds)
+                         for c in shapes.scope.constraints]
+    entry.notes = [NoteEntry(n.layer, n.kind, n.message) for n in shapes.scope.notes]
+    return entry

@@ -1,0 +1,82 @@
+"""The child process: run one user script under capture, write its report.
+
+Usage: ``python -m shapecheck.child RESULT.json SCRIPT [ARG...]``.  The script
+runs as ``python SCRIPT ARG...`` would (its folder first on ``sys.path``,
+``__name__ == "__main__"``, its own ``sys.argv``); the report goes to
+RESULT.json whatever the script does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import traceback
+
+
+def user_traceback(err: BaseException, skip: tuple[str, ...]) -> str:
+    """The exception with the user's frames only."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(err), err)
+    return "".join(lines).rstrip()
+
+
+def run(result_path: str, script: str, argv: list[str]) -> int:
+    from shapecheck import capture
+    from shapecheck.analyze import display_path, model_entry
+    from shapecheck.report import FileReport, NoteEntry, ScriptError
+
+    report = FileReport(path=display_path(script))
+    cap = capture.install()
+    sys.argv = [script, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SyntaxError as err:
+        where = f"{display_path(err.filename)}:{err.lineno}" if err.filename else script
+        text = (err.text or "").rstrip()
+        report.error = ScriptError("syntax-error", f"{where}: SyntaxError: {err.msg}"
+                                   + (f"\n    {text.strip()}" if text else ""))
+    except SystemExit as err:
+        if err.code not in (None, 0):
+            report.error = ScriptError("exit", f"the script exited with status {err.code!r}")
+    except BaseException as err:  # the user's own exception, whatever it is
+        skip = capture._SKIP_PREFIXES + (os.path.abspath(__file__),
+                                        os.path.dirname(runpy.__file__) + os.sep)
+        report.error = ScriptError("script-error", user_traceback(err, skip))
+
+    for record in cap.models:
+        if record.internal:
+            continue
+        try:
+            report.models.append(model_entry(record.model, record.path, record.line))
+        except Exception as err:  # our own bug: say so, never crash
+            from shapecheck.report import ModelEntry
+
+            entry = ModelEntry(getattr(record.model, "name", "?"), "functional",
+                               display_path(record.path), record.line)
+            entry.notes.append(NoteEntry(entry.name, "internal-error",
+                                         f"shapecheck could not analyse this model: "
+                                         f"{type(err).__name__}: {err}"))
+            report.models.append(entry)
+    report.finish()
+    with open(result_path, "w", encoding="utf-8") as fh:
+        json.dump(report.to_dict(), fh)
+    return 0
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    result_path, script, *argv = sys.argv[1:]
+    code = run(result_path, script, argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: TF's can hang or crash
+
+
+if __name__ == "__main__":
+    main()

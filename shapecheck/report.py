@@ -1,0 +1,180 @@
+"""The report: plain data, JSON in and out, no Keras.
+
+Schema ``shapecheck/1`` (documented in the README)::
+
+    {"schema": "shapecheck/1",
+     "files": [{"path", "status": "clean"|"findings"|"failed", "error",
+                "models": [{"name", "kind", "path", "line", "layers": [...],
+                            "dims": {...}, "constraints": [...], "notes": [...]}],
+                "diagnostics": [...]}]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "shapecheck/1"
+
+JsonDim = int | str | None
+
+
+@dataclass
+class LayerEntry:
+    name: str
+    cls: str
+    path: str | None
+    line: int | None
+    inputs: list[str]
+    output_shapes: list[list[JsonDim]]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "class": self.cls, "line": self.line, "path": self.path,
+                "inputs": self.inputs, "output_shapes": self.output_shapes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LayerEntry":
+        return cls(d["name"], d["class"], d.get("path"), d.get("line"), d.get("inputs", []),
+                   d.get("output_shapes", []))
+
+
+@dataclass
+class ConstraintEntry:
+    lhs: JsonDim
+    rhs: JsonDim
+    layer: str
+    reason: str
+    holds: bool | None
+
+
+@dataclass
+class NoteEntry:
+    layer: str
+    kind: str
+    message: str
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    kind: str  # "functional" | "sequential" | "subclassed" | "unbuilt"
+    path: str | None
+    line: int | None
+    layers: list[LayerEntry] = field(default_factory=list)
+    dims: dict[str, str] = field(default_factory=dict)  # name -> origin
+    constraints: list[ConstraintEntry] = field(default_factory=list)
+    notes: list[NoteEntry] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line,
+                "layers": [layer.to_dict() for layer in self.layers],
+                "dims": dict(self.dims),
+                "constraints": [asdict(c) for c in self.constraints],
+                "notes": [asdict(n) for n in self.notes]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelEntry":
+        return cls(d["name"], d.get("kind", "functional"), d.get("path"), d.get("line"),
+                   [LayerEntry.from_dict(x) for x in d.get("layers", [])],
+                   dict(d.get("dims", {})),
+                   [ConstraintEntry(**c) for c in d.get("constraints", [])],
+                   [NoteEntry(**n) for n in d.get("notes", [])])
+
+
+@dataclass
+class Diagnostic:
+    code: str
+    severity: str  # "error" | "warning" | "info"
+    message: str
+    model: str | None = None
+    layer: str | None = None
+    path: str | None = None
+    line: int | None = None
+    hint: str | None = None
+    dims: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    shapes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Diagnostic":
+        return cls(**d)
+
+
+@dataclass
+class ScriptError:
+    kind: str  # "not-found" | "not-a-script" | "syntax-error" | "script-error" | "exit" | "timeout" | "crash"
+    message: str
+
+
+@dataclass
+class FileReport:
+    path: str | None
+    status: str = "clean"  # "clean" | "findings" | "failed"
+    error: ScriptError | None = None
+    models: list[ModelEntry] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    output: str = ""  # what the script printed (not part of the JSON schema)
+
+    def finish(self) -> "FileReport":
+        """Set ``status`` from the error and the diagnostics."""
+        if self.error is not None:
+            self.status = "failed"
+        elif any(d.severity == "error" for d in self.diagnostics):
+            self.status = "findings"
+        else:
+            self.status = "clean"
+        return self
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "status": self.status,
+                "error": asdict(self.error) if self.error else None,
+                "models": [m.to_dict() for m in self.models],
+                "diagnostics": [d.to_dict() for d in self.diagnostics]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FileReport":
+        err = d.get("error")
+        return cls(d.get("path"), d.get("status", "clean"),
+                   ScriptError(**err) if err else None,
+                   [ModelEntry.from_dict(m) for m in d.get("models", [])],
+                   [Diagnostic.from_dict(x) for x in d.get("diagnostics", [])])
+
+
+@dataclass
+class Report:
+    files: list[FileReport] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "files": [f.to_dict() for f in self.files]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document")
+        return cls([FileReport.from_dict(f) for f in d.get("files", [])])
+
+    @property
+    def models(self) -> list[ModelEntry]:
+        return [m for f in self.files for m in f.models]
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return [d for f in self.files for d in f.diagnostics]
+
+    def model(self, name: str) -> ModelEntry:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    @property
+    def exit_code(self) -> int:
+        """0: nothing at error level; 1: error findings; 2: a file could not be checked."""
+        if any(f.status == "failed" for f in self.files):
+            return 2
+        if any(f.status == "findings" for f in self.files):
+            return 1
+        return 0

@@ -1,0 +1,85 @@
+"""Run a user's script in a child process and collect its report.
+
+A crash, an exit or a hang in the script cannot take shapecheck down: the
+child is its own process group, killed whole at the time limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+from shapecheck.analyze import display_path
+from shapecheck.report import FileReport, ScriptError
+
+DEFAULT_TIMEOUT = 300.0
+
+
+def _failed(path: str, kind: str, message: str, output: str = "") -> FileReport:
+    return FileReport(path=display_path(path), error=ScriptError(kind, message),
+                      output=output).finish()
+
+
+def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
+               args: list[str] | tuple[str, ...] = ()) -> FileReport:
+    """Check one script: run it under capture in a child process."""
+    if not os.path.exists(path):
+        return _failed(path, "not-found", f"{path}: no such file")
+    if os.path.isdir(path):
+        return _failed(path, "not-a-script", f"{path}: is a directory, not a Python script")
+    if not path.endswith(".py"):
+        return _failed(path, "not-a-script",
+                       f"{path}: not a Python script (expected a .py file)")
+    fd, result = tempfile.mkstemp(prefix="shapecheck-", suffix=".json")
+    os.close(fd)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "shapecheck.child", result, path, *args]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, _ = proc.communicate()
+            return _failed(path, "timeout",
+                           f"{path}: the script did not finish within {timeout:g} s "
+                           "(a hanging generator or a long computation?); raise "
+                           "--timeout if it needs longer",
+                           out.decode(errors="replace"))
+        text = out.decode(errors="replace")
+        try:
+            with open(result, encoding="utf-8") as fh:
+                raw = fh.read()
+            report = FileReport.from_dict(json.loads(raw)) if raw else None
+        except (OSError, ValueError):
+            report = None
+        if report is None:
+            tail = "\n".join(text.strip().splitlines()[-15:])
+            return _failed(path, "crash",
+                           f"{path}: the script's process ended abruptly "
+                           f"(status {proc.returncode})" + (f":\n{tail}" if tail else ""),
+                           text)
+        report.output = text
+        if report.error is not None and report.error.kind == "exit" and text.strip():
+            tail = "\n".join(text.strip().splitlines()[-5:])
+            report.error.message += f"; it printed:\n{tail}"
+        return report
+    finally:
+        try:
+            os.unlink(result)
+        except OSError:
+            pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
