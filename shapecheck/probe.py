@@ -19,26 +19,26 @@ from shapecheck.layers.registry import Sym, flatten
 if TYPE_CHECKING:  # pragma: no cover
     from shapecheck.infer import Scope
 
-# Distinct primes per probe, large enough for usual kernels and windows.
-_PROBES = (
-    (67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113),
-    (131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191),
-    (197, 199, 211, 223, 227, 229, 233, 239, 241, 251, 257, 263),
-)
+# Probe sizes: distinct, large enough for usual kernels and windows, and of
+# mixed residues (all-odd sizes would make floor(T/2) look linear).  Probe k
+# gives dim i the size _SIZES[(7 * k + i) % len(_SIZES)].
+_SIZES = (64, 75, 89, 98, 106, 117, 131, 140, 152, 163, 178, 185, 197, 210, 221, 234,
+          243, 250, 262, 271, 283, 290, 305, 316, 322, 339, 347, 358, 364, 381)
+_MAX_SYMS = 8
 
 
 def probe_output(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
     from keras import KerasTensor, tree
 
-    syms = sorted({s for item in flatten((args, kwargs)) if isinstance(item, Sym)
-                   for d in item.shape if isinstance(d, sp.Expr)
-                   for s in d.free_symbols}, key=lambda s: s.name)
-    assignments = []
-    for probe in _PROBES:
-        values = {s: probe[i % len(probe)] + 256 * (i // len(probe)) for i, s in enumerate(syms)}
-        assignments.append(values)
-        if not syms:
-            break
+    in_dims = [d for item in flatten((args, kwargs)) if isinstance(item, Sym)
+               for d in item.shape if isinstance(d, sp.Expr)]
+    syms = sorted({s for d in in_dims for s in d.free_symbols}, key=lambda s: s.name)
+    # The input dims themselves are the natural terms of an output size
+    # (a concatenation adds them, a reshape divides them).
+    terms = list(dict.fromkeys(d for d in in_dims if not d.is_Symbol))
+    count = 1 if not syms else max(4, min(len(syms) + len(terms), _MAX_SYMS) + 2)
+    assignments = [{s: _SIZES[(7 * k + i) % len(_SIZES)] for i, s in enumerate(syms)}
+                   for k in range(count)]
 
     def concrete(obj: Any, values: dict) -> Any:
         if isinstance(obj, Sym):
@@ -65,7 +65,7 @@ def probe_output(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: s
         fitted = []
         for axis in range(len(shape0)):
             seen = [obs[i][axis] for obs in observed]
-            fitted.append(_fit(seen, syms, assignments))
+            fitted.append(_fit(seen, syms, assignments, terms))
         if any(d is None for d in fitted) and syms:
             scope.note(layer, "approximate",
                        f"output {i} axis {[a for a, d in enumerate(fitted) if d is None]}: "
@@ -74,20 +74,47 @@ def probe_output(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: s
     return out
 
 
-def _fit(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
+def _fit(seen: list, syms: list, assignments: list[dict], terms: list) -> dims.Dim:
+    """An expression in the named dims that reproduces every probe, or None."""
     if any(v is None for v in seen):
         return None
     if len(set(seen)) == 1:
         return int(seen[0])
-    if len(seen) < 3:
+    if len(assignments) < 3:
         return None
+    for s in syms:  # the commonest case: an input dim passed through
+        if all(a[s] == v for a, v in zip(assignments, seen)):
+            return s
+    return (_linear(seen, syms, assignments)
+            or _linear(seen, syms + terms, assignments)
+            or _floor_div(seen, syms, assignments))
+
+
+def _linear(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
+    """``sum(a_i * t_i) + b`` with integer coefficients, checked on every probe."""
+    if not syms or len(assignments) < len(syms) + 2:
+        return None
+    rows = [[int(sp.sympify(s).subs(a)) for s in syms] + [1] for a in assignments]
+    m = sp.Matrix(rows[: len(syms) + 1])
+    if m.det() == 0:
+        return None
+    coef = m.solve(sp.Matrix(seen[: len(syms) + 1]))
+    expr = sum((c * s for c, s in zip(coef, syms)), sp.Integer(0)) + coef[-1]
+    if not all(c.is_integer for c in coef):
+        return None
+    expr = sp.expand(expr)
+    if any(sp.Integer(v) != expr.subs(a) for v, a in zip(seen, assignments)):
+        return None
+    return dims.norm(expr)
+
+
+def _floor_div(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
+    """``floor((s + b) / c)``: strided windows and poolings over one dim."""
     for s in syms:
         xs = [a[s] for a in assignments]
-        slope = Fraction(seen[1] - seen[0], xs[1] - xs[0])
-        icpt = seen[0] - slope * xs[0]
-        if all(slope * x + icpt == v for x, v in zip(xs, seen)):
-            expr = sp.Rational(slope.numerator, slope.denominator) * s + \
-                sp.Rational(icpt.numerator, icpt.denominator)
-            if all(e.is_integer for e in [expr]) or slope.denominator == 1:
-                return dims.norm(expr)
+        for c in range(2, 9):
+            low = c * seen[0] - xs[0]
+            for b in range(low, low + c):
+                if all((x + b) // c == v for x, v in zip(xs, seen)):
+                    return dims.norm(sp.floor((s + b) / sp.Integer(c)))
     return None

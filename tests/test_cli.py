@@ -1,0 +1,135 @@
+"""The `shapecheck` command on real scripts: output, JSON schema, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+def shapecheck(*args: str, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "shapecheck", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def line_of(path: Path, needle: str) -> int:
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if needle in text:
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def layer(doc: dict, name: str) -> dict:
+    for f in doc["files"]:
+        for m in f["models"]:
+            for entry in m["layers"]:
+                if entry["name"] == name:
+                    return entry
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def captioning() -> dict:
+    proc = shapecheck("--format", "json", "fixtures/seed000_captioning.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_json_document_lists_layers_with_user_lines(captioning: dict) -> None:
+    assert captioning["schema"] == "shapecheck/1"
+    [f] = captioning["files"]
+    assert f["path"] == "fixtures/seed000_captioning.py"
+    assert f["status"] == "clean" and f["error"] is None
+    concat3 = layer(captioning, "concat3")
+    assert concat3["class"] == "Concatenate"
+    assert concat3["inputs"] == ["lstm", "lstm_1"]
+    assert concat3["output_shapes"] == [["batch", 1000]]
+    assert concat3["path"] == "fixtures/seed000_captioning.py"
+    src = FIXTURES / "seed000_captioning.py"
+    assert concat3["line"] == line_of(src, 'name="concat3"')
+    assert layer(captioning, "repeat_vector")["output_shapes"] == [["batch", 34, 256]]
+
+
+def test_input_layers_are_listed_and_mask_ops_are_not(captioning: dict) -> None:
+    [model] = captioning["files"][0]["models"]
+    classes = [entry["class"] for entry in model["layers"]]
+    assert classes.count("InputLayer") == 4
+    assert "NotEqual" not in classes  # Embedding(mask_zero=True)'s own mask op
+
+
+def test_fit_is_a_dry_run_and_script_argv_is_passed(tmp_path: Path) -> None:
+    script = tmp_path / "argv_model.py"
+    script.write_text((FIXTURES / "argv_model.py").read_text())
+    proc = shapecheck("--format", "json", str(script), "--", "--units", "5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert layer(doc, "head")["output_shapes"] == [["batch", 5]]
+    conv = layer(doc, "conv")["output_shapes"][0]
+    assert conv[0] == "batch" and conv[2] == 8
+    assert conv[1].replace(" ", "") in {"floor(T/2-3/2)+1", "floor((T-3)/2)+1"}
+    assert not (tmp_path / "argv_model_checkpoint.keras").exists()  # nothing trained
+
+
+def test_console_output_shows_symbolic_shapes() -> None:
+    proc = shapecheck("fixtures/clean_seq2seq.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(batch, L_dec, 1000)" in proc.stdout
+    assert "L_enc = axis 1 of input `enc`" in proc.stdout.replace("\n", " ")
+
+
+@pytest.mark.parametrize("script, kind, needles", [
+    ("raises.py", "script-error", ['raises.py", line 12', "FileNotFoundError: no data at train.npz"]),
+    ("syntax_error.py", "syntax-error", ["syntax_error.py:3", "SyntaxError"]),
+    ("exits.py", "exit", ["status 3", "no GPU found"]),
+])
+def test_failing_scripts_exit_2_with_one_clear_message(script: str, kind: str,
+                                                       needles: list[str]) -> None:
+    proc = shapecheck("--format", "json", f"fixtures/broken/{script}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [f] = json.loads(proc.stdout)["files"]
+    assert f["status"] == "failed"
+    assert f["error"]["kind"] == kind
+    for needle in needles:
+        assert needle in f["error"]["message"]
+    # The user's frames only: no frame of shapecheck, Keras or runpy.
+    assert "shapecheck/" not in f["error"]["message"]
+    assert "runpy" not in f["error"]["message"]
+
+
+def test_models_built_before_a_script_error_are_still_reported() -> None:
+    proc = shapecheck("--format", "json", "fixtures/broken/raises.py")
+    [f] = json.loads(proc.stdout)["files"]
+    assert [m["name"] for m in f["models"]] == ["before_error"]
+
+
+def test_missing_file_and_non_script_and_hang() -> None:
+    proc = shapecheck("--timeout", "15", "nothere.py", "pyproject.toml",
+                      "fixtures/broken/hangs.py")
+    assert proc.returncode == 2
+    out = proc.stdout.replace("\n", " ")
+    assert "nothere.py: no such file" in out
+    assert "not a Python script" in out
+    assert "did not finish within 15 s" in out
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_script_without_a_model_is_not_an_error() -> None:
+    proc = shapecheck("fixtures/broken/no_model.py")
+    assert proc.returncode == 0
+    assert "built no Keras model" in proc.stdout
+
+
+def test_check_script_api_matches_cli(captioning: dict) -> None:
+    import shapecheck as sc
+
+    report = sc.check_script(str(FIXTURES / "seed000_captioning.py"))
+    doc = report.to_dict()
+    assert report.exit_code == 0
+    assert layer(doc, "concat3")["output_shapes"] == layer(captioning, "concat3")["output_shapes"]
