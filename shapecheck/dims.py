@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Iterable, Sequence, Union
 
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 Dim = Union[int, sp.Expr, None]
 Shape = tuple  # tuple[Dim, ...]
@@ -228,10 +229,25 @@ def bind(d: Dim, bindings: dict[str, int] | None) -> Dim:
 # --- display ------------------------------------------------------------------
 
 
+class _Printer(StrPrinter):
+    """Writes ``floor((T - 3)/2)`` rather than sympy's ``floor(T/2 - 3/2)``."""
+
+    def _print_floor(self, e: sp.Expr) -> str:
+        return f"floor({self._print(sp.together(e.args[0]))})"
+
+    def _print_ceiling(self, e: sp.Expr) -> str:
+        return f"ceiling({self._print(sp.together(e.args[0]))})"
+
+
+_PRINTER = _Printer()
+
+
 def fmt(d: Dim) -> str:
     if d is None:
         return "?"
-    return str(d)
+    if isinstance(d, int):
+        return str(d)
+    return _PRINTER.doprint(d)
 
 
 def fmt_shape(shape: Sequence[Dim] | None) -> str:
@@ -244,7 +260,7 @@ def fmt_shape(shape: Sequence[Dim] | None) -> str:
 def to_json(d: Dim) -> int | str | None:
     if d is None or isinstance(d, int):
         return d
-    return str(d)
+    return fmt(d)
 
 
 def from_json(v: int | str | None) -> Dim:

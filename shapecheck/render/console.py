@@ -43,9 +43,8 @@ def render_model(console: Console, model: ModelEntry) -> None:
             table.add_row(escape(layer.name), escape(layer.cls), escape(shapes),
                           escape(where))
         console.print(table)
-    if model.dims:
-        console.print("  [bold]dims[/]: " + "; ".join(
-            f"[green]{escape(n)}[/] = {escape(o)}" for n, o in model.dims.items()))
+    for n, o in model.dims.items():
+        console.print(f"  [bold]dim[/] [green]{escape(n)}[/] = {escape(o)}")
     for c in model.constraints:
         verdict = {True: "holds", False: "[red]never holds[/]", None: "needed"}[c.holds]
         console.print(f"  [bold]constraint[/]: {escape(_dim(c.lhs))} == {escape(_dim(c.rhs))} "
