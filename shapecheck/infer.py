@@ -82,6 +82,8 @@ class Scope:
         return dims.symbol(name)
 
     def require_equal(self, a: Dim, b: Dim, layer: str, reason: str) -> Dim:
+        if a is None or b is None:  # nothing to compare with an unknown size
+            return b if a is None else a
         holds = dims.equal(a, b)
         if holds is True:
             return a
@@ -275,7 +277,26 @@ def _symbolic_args(knode: Any, syms: dict[int, Sym]) -> tuple[tuple, dict]:
         return s if s is not None else obj
 
     a = knode.arguments
-    return tuple(sub(x) for x in a.args), {k: sub(v) for k, v in a.kwargs.items()}
+    args = tuple(sub(x) for x in a.args)
+    kwargs = {k: sub(v) for k, v in a.kwargs.items()}
+    if not args:  # called by keyword, e.g. ``Dense(3)(inputs=x)``: rules read args
+        first = _first_parameter(knode.operation)
+        if first is not None and first in kwargs:
+            args = (kwargs.pop(first),)
+    return args, kwargs
+
+
+def _first_parameter(op: Any) -> str | None:
+    import inspect
+
+    try:
+        params = list(inspect.signature(op.call).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return None
+    for p in params:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            return p.name
+    return None
 
 
 def _reconcile(scope: Scope, layer: str, shapes: list[tuple] | None,
