@@ -93,7 +93,7 @@ def check_against_keras(model: Any, *, sizes: Mapping[str, Sequence[int]] | None
             feed.append(make_input(concrete, str(t.dtype), j))
         if probe is None:
             continue
-        observed = probe(feed if len(feed) > 1 else feed[0], training=False)
+        observed = probe(feed, training=False)
         if not isinstance(observed, (list, tuple)):
             observed = [observed]
         for (layer, i, inferred), value in zip(where, observed):
