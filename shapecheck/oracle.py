@@ -44,19 +44,44 @@ def default_input(shape: tuple, dtype: str, index: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype if dtype != "string" else "float32")
 
 
+_POOL = (16, 24, 32, 20, 28, 36, 40, 48, 64, 21, 27, 33, 17, 19, 25, 30, 44, 56)
+
+
 def assignments(names: Sequence[str], sizes: Mapping[str, Sequence[int]] | None = None,
-                count: int = 3) -> list[dict[str, int]]:
-    """``count`` assignments with distinct sizes per dim (so no equality hides a bug)."""
+                count: int = 3, constraints: Sequence[Any] = ()) -> list[dict[str, int]]:
+    """``count`` assignments with distinct sizes per dim (so no equality hides a bug).
+
+    Sizes not given in ``sizes`` are searched so that every recorded constraint
+    holds (a U-Net needs H divisible by 4; merged time axes must be equal).
+    """
     sizes = dict(sizes or {})
-    out = []
+    names = sorted(names)
+    out: list[dict[str, int]] = []
+    rng = np.random.default_rng(0)
     for k in range(count):
-        a = {}
-        for i, name in enumerate(sorted(names)):
-            options = sizes.get(name) or ([2, 3, 5] if name == "batch" else
-                                          [16 + 4 * i, 21 + 4 * i, 27 + 4 * i])
-            a[name] = options[k % len(options)]
-        out.append(a)
+        best = None
+        for attempt in range(400):
+            a = {}
+            for i, name in enumerate(names):
+                if name in sizes:
+                    a[name] = sizes[name][k % len(sizes[name])]
+                elif name == "batch":
+                    a[name] = (2, 3, 5)[k % 3]
+                elif attempt == 0:
+                    a[name] = _POOL[(3 * k + 2 * i) % len(_POOL)]
+                else:
+                    a[name] = int(rng.choice(_POOL))
+            if all(_holds(c, a) for c in constraints):
+                best = a
+                break
+            best = best or a
+        out.append(best)
     return out
+
+
+def _holds(c: Any, a: dict[str, int]) -> bool:
+    lhs, rhs = dims.evaluate(c.lhs, a), dims.evaluate(c.rhs, a)
+    return lhs is None or rhs is None or lhs == rhs
 
 
 def check_against_keras(model: Any, *, sizes: Mapping[str, Sequence[int]] | None = None,
@@ -85,7 +110,7 @@ def check_against_keras(model: Any, *, sizes: Mapping[str, Sequence[int]] | None
     names = sorted(set().union(*(dims.free_names(d) for r in shapes.results
                                  for s in r.shapes for d in s)) or set())
     mismatches: list[Mismatch] = []
-    for a in assignments(names, sizes, count):
+    for a in assignments(names, sizes, count, shapes.scope.constraints):
         feed = []
         for j, k in enumerate(graph.inputs):
             concrete = tuple(dims.evaluate(d, a) for d in input_shapes[k])
@@ -102,3 +127,37 @@ def check_against_keras(model: Any, *, sizes: Mapping[str, Sequence[int]] | None
             if got != want:
                 mismatches.append(Mismatch(layer, i, inferred, got, dict(a)))
     return mismatches
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shapecheck.oracle SCRIPT``: run SCRIPT under capture, then
+    check every model it built against Keras; print one JSON line per model."""
+    import json
+    import os
+    import runpy
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from shapecheck import capture
+
+    script = (argv or sys.argv[1:])[0]
+    cap = capture.install()
+    sys.argv = [script]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    runpy.run_path(script, run_name="__main__")
+    for record in list(cap.models):  # the oracle's own probe models come later
+        model = record.model
+        if record.internal or not (hasattr(model, "_inputs_struct")
+                                   or getattr(model, "_functional", None) is not None):
+            continue
+        shapes = infer_model(model)
+        found = check_against_keras(model, shapes=shapes)
+        print(json.dumps({"model": model.name,
+                          "notes": [f"{n.kind}: {n.layer}: {n.message}"
+                                    for n in shapes.scope.notes],
+                          "mismatches": [str(m) for m in found]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
