@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from shapecheck import capture
 
-    script = (argv or sys.argv[1:])[0]
+    script, *script_args = argv or sys.argv[1:]
     cap = capture.install()
-    sys.argv = [script]
+    sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     runpy.run_path(script, run_name="__main__")
     for record in list(cap.models):  # the oracle's own probe models come later
