@@ -16,7 +16,7 @@ from shapecheck import dims
 from shapecheck.dims import Dim
 from shapecheck.graph import LayerCall, ModelGraph, build_graph
 from shapecheck.layers.registry import (Call, ShapeError, Sym, find_rule,
-                                        flatten_shapes)
+                                        first_parameter, flatten_shapes)
 
 
 @dataclass
@@ -280,23 +280,10 @@ def _symbolic_args(knode: Any, syms: dict[int, Sym]) -> tuple[tuple, dict]:
     args = tuple(sub(x) for x in a.args)
     kwargs = {k: sub(v) for k, v in a.kwargs.items()}
     if not args:  # called by keyword, e.g. ``Dense(3)(inputs=x)``: rules read args
-        first = _first_parameter(knode.operation)
+        first = first_parameter(knode.operation)
         if first is not None and first in kwargs:
             args = (kwargs.pop(first),)
     return args, kwargs
-
-
-def _first_parameter(op: Any) -> str | None:
-    import inspect
-
-    try:
-        params = list(inspect.signature(op.call).parameters.values())
-    except (TypeError, ValueError, AttributeError):
-        return None
-    for p in params:
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            return p.name
-    return None
 
 
 def _reconcile(scope: Scope, layer: str, shapes: list[tuple] | None,

@@ -8,7 +8,6 @@ fresh dim with a note that it could not be kept symbolic.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp

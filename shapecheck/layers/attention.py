@@ -16,23 +16,11 @@ from typing import Any
 
 from shapecheck import dims
 from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, Sym, rule
+from shapecheck.layers.registry import Call, ShapeError, rule, shape_of
 
 
 def _fmt(shape: tuple) -> str:
     return dims.fmt_shape(shape)
-
-
-def _shape(obj: Any) -> tuple | None:
-    if isinstance(obj, Sym):
-        return obj.shape
-    shape = getattr(obj, "shape", None)
-    if shape is None:
-        return None
-    try:
-        return tuple(dims.norm(d) for d in tuple(shape))
-    except TypeError:
-        return None
 
 
 def _bcast(call: Call, a: Dim, b: Dim, reason: str) -> None:
@@ -84,7 +72,7 @@ def attention(call: Call) -> Any:
         raise ShapeError(f"{type(op).__name__} takes 2 or 3 inputs "
                          "([query, value] or [query, value, key]); got "
                          f"{len(inputs)}", expected="2 or 3", got=str(len(inputs)))
-    shapes = [_shape(t) for t in inputs]
+    shapes = [shape_of(t) for t in inputs]
     if any(s is None or len(s) == 0 for s in shapes):
         raise ShapeError("the inputs must be tensors of rank >= 1")
     q, v = shapes[0], shapes[1]
@@ -132,10 +120,10 @@ def _is_additive(op: Any) -> bool:
 
 
 def _query_value_key(call: Call) -> tuple[tuple, tuple, tuple, bool]:
-    query = _shape(call.arg(0, "query"))
-    value = _shape(call.arg(1, "value"))
+    query = shape_of(call.arg(0, "query"))
+    value = shape_of(call.arg(1, "value"))
     key_arg = call.arg(2, "key")
-    key = _shape(key_arg) if key_arg is not None else None
+    key = shape_of(key_arg) if key_arg is not None else None
     if query is None or value is None:
         raise ShapeError("query and value must be tensors")
     return query, value, (key if key is not None else value), key is not None
@@ -156,7 +144,7 @@ def _same_kv_axes(call: Call, value: tuple, key: tuple) -> None:
 
 def _attention_mask(call: Call, scores_tail: tuple, batch: Dim, reason: str) -> None:
     """An explicit ``attention_mask`` broadcasts against (batch, ..., T, S)."""
-    mask = _shape(call.arg(6, "attention_mask"))
+    mask = shape_of(call.arg(6, "attention_mask"))
     if mask is None or len(mask) < 2:
         return
     tail = len(scores_tail)

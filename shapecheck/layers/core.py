@@ -10,13 +10,13 @@ Keras makes before a call (``assert_input_compatibility``) and in
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import Any, Iterable
 
 from shapecheck import dims
 from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, Sym, flatten, rule
+from shapecheck.layers.registry import (Call, ShapeError, Sym, first_parameter, flatten,
+                                        rule)
 
 # --- shared helpers --------------------------------------------------------------
 
@@ -44,22 +44,13 @@ def match_dim(call: Call, got: Dim, want: Any, reason: str) -> Dim:
     return call.require_equal(got, want, reason)
 
 
-def _first_param(op: Any) -> str | None:
-    try:
-        params = list(inspect.signature(op.call).parameters.values())
-    except (TypeError, ValueError, AttributeError):
-        return None
-    for p in params:
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            return p.name
-    return None
 
 
 def first_input(call: Call) -> Any:
     """The call's first argument (Keras's ``first_arg``), positional or by keyword."""
     if call.args:
         return call.args[0]
-    name = _first_param(call.op)
+    name = first_parameter(call.op)
     if name is not None and name in call.kwargs:
         return call.kwargs[name]
     return None

@@ -10,23 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from shapecheck import dims
-from shapecheck.layers.registry import Call, ShapeError, rule
+from shapecheck.layers.registry import Call, ShapeError, require_rank, rule
 
 
 def _tuple(value: Any, rank: int) -> tuple:
     if isinstance(value, int):
         return (value,) * rank
     return tuple(value)
-
-
-def _check_rank(call: Call, rank: int) -> tuple:
-    x = call.x
-    if len(x) != rank + 2:
-        raise ShapeError(
-            f"{type(call.op).__name__} expects a rank-{rank + 2} input; got rank "
-            f"{len(x)} {dims.fmt_shape(x)}",
-            expected=f"rank {rank + 2}", got=f"rank {len(x)}")
-    return x
 
 
 def _spatial_axes(op: Any, rank: int) -> list[int]:
@@ -37,7 +27,7 @@ def _spatial_axes(op: Any, rank: int) -> list[int]:
 
 def _pool(call: Call, rank: int) -> tuple:
     op = call.op
-    x = _check_rank(call, rank)
+    x = require_rank(call, rank + 2)
     pool = _tuple(op.pool_size, rank)
     strides = _tuple(op.strides if op.strides is not None else op.pool_size, rank)
     padding = str(op.padding).lower()
@@ -72,7 +62,7 @@ def _base_pool(call: Call) -> tuple:
 def _global_rule(rank: int):
     def fn(call: Call) -> tuple:
         op = call.op
-        x = _check_rank(call, rank)
+        x = require_rank(call, rank + 2)
         channels_first = getattr(op, "data_format", "channels_last") == "channels_first"
         c = x[1] if channels_first else x[-1]
         if getattr(op, "keepdims", False):

@@ -19,7 +19,7 @@ from typing import Any
 from shapecheck import dims
 from shapecheck.dims import Dim
 from shapecheck.layers.registry import (Call, ShapeError, Sym, flatten,
-                                        flatten_shapes, rule)
+                                        flatten_shapes, rule, shape_of)
 
 # --- helpers -----------------------------------------------------------------
 
@@ -28,26 +28,13 @@ def _fmt(shape: tuple) -> str:
     return dims.fmt_shape(shape)
 
 
-def _leaf_shape(obj: Any) -> tuple | None:
-    """The shape of a state argument: a Sym, or a concrete array-like."""
-    if isinstance(obj, Sym):
-        return obj.shape
-    shape = getattr(obj, "shape", None)
-    if shape is None:
-        return None
-    try:
-        return tuple(dims.norm(d) for d in tuple(shape))
-    except TypeError:
-        return None
-
-
 def _state_leaves(init: Any) -> list[tuple | None]:
     """Shapes of the initial-state tensors, flattened in Keras's order."""
     if init is None:
         return []
     if not isinstance(init, (list, tuple, dict)):
         init = [init]
-    return [_leaf_shape(s) for s in flatten(init)]
+    return [shape_of(s) for s in flatten(init)]
 
 
 def check_input_spec(call: Call, spec: Any, shape: tuple) -> None:

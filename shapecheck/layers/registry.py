@@ -92,6 +92,44 @@ class Call:
         return self.scope.apply(op, args, kwargs, layer=self.layer)
 
 
+def shape_of(obj: Any) -> tuple | None:
+    """The shape of a tensor argument: a :class:`Sym`, or a concrete array-like."""
+    if isinstance(obj, Sym):
+        return obj.shape
+    shape = getattr(obj, "shape", None)
+    if shape is None:
+        return None
+    try:
+        return tuple(dims.norm(d) for d in tuple(shape))
+    except TypeError:
+        return None
+
+
+def first_parameter(op: Any) -> str | None:
+    """The name of the first positional parameter of ``op.call``."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(op.call).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return None
+    for p in params:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            return p.name
+    return None
+
+
+def require_rank(call: Call, rank: int) -> tuple:
+    """The first input's shape; ShapeError unless its rank is ``rank``."""
+    x = call.x
+    if len(x) != rank:
+        raise ShapeError(
+            f"{type(call.op).__name__} expects a rank-{rank} input; got rank "
+            f"{len(x)} {dims.fmt_shape(x)}",
+            expected=f"rank {rank}", got=f"rank {len(x)}")
+    return x
+
+
 Rule = Callable[[Call], Any]
 _RULES: dict[str, Rule] = {}
 # Methods whose override in a subclass means the base rule no longer holds.

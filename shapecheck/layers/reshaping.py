@@ -7,17 +7,7 @@ from typing import Any
 
 from shapecheck import dims
 from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, rule
-
-
-def _check_rank(call: Call, rank: int) -> tuple:
-    x = call.x
-    if len(x) != rank:
-        raise ShapeError(
-            f"{type(call.op).__name__} expects a rank-{rank} input; got rank "
-            f"{len(x)} {dims.fmt_shape(x)}",
-            expected=f"rank {rank}", got=f"rank {len(x)}")
-    return x
+from shapecheck.layers.registry import Call, ShapeError, require_rank, rule
 
 
 def _spatial_axes(op: Any, count: int) -> list[int]:
@@ -112,13 +102,13 @@ def flatten(call: Call) -> tuple:
 @rule("layers.Permute")
 def permute(call: Call) -> tuple:
     order = tuple(int(d) for d in call.op.dims)
-    x = _check_rank(call, len(order) + 1)
+    x = require_rank(call, len(order) + 1)
     return (x[0], *[x[d] for d in order])
 
 
 @rule("layers.RepeatVector")
 def repeat_vector(call: Call) -> tuple:
-    x = _check_rank(call, 2)
+    x = require_rank(call, 2)
     return (x[0], int(call.op.n), x[1])
 
 
@@ -127,13 +117,13 @@ def repeat_vector(call: Call) -> tuple:
 
 @rule("layers.UpSampling1D")
 def up_sampling_1d(call: Call) -> tuple:
-    x = _check_rank(call, 3)
+    x = require_rank(call, 3)
     return (x[0], dims.mul(x[1], int(call.op.size)), x[2])
 
 
 def _up_sampling(count: int):
     def fn(call: Call) -> tuple:
-        x = list(_check_rank(call, count + 2))
+        x = list(require_rank(call, count + 2))
         size = call.op.size
         size = (size,) * count if isinstance(size, int) else tuple(size)
         for factor, axis in zip(size, _spatial_axes(call.op, count)):
@@ -153,7 +143,7 @@ rule("layers.UpSampling3D")(_up_sampling(3))
 
 def _zero_padding(count: int):
     def fn(call: Call) -> tuple:
-        x = list(_check_rank(call, count + 2))
+        x = list(require_rank(call, count + 2))
         padding = call.op.padding
         pads = [tuple(int(p) for p in padding)] if count == 1 else _pairs(padding, count)
         for (a, b), axis in zip(pads, _spatial_axes(call.op, count)):
@@ -181,7 +171,7 @@ def _crop(call: Call, x: list, axis: int, a: int, b: int) -> None:
 
 @rule("layers.Cropping1D")
 def cropping_1d(call: Call) -> tuple:
-    x = list(_check_rank(call, 3))
+    x = list(require_rank(call, 3))
     a, b = (int(c) for c in call.op.cropping)
     _crop(call, x, 1, a, b)
     return tuple(x)
@@ -189,7 +179,7 @@ def cropping_1d(call: Call) -> tuple:
 
 def _cropping(count: int):
     def fn(call: Call) -> tuple:
-        x = list(_check_rank(call, count + 2))
+        x = list(require_rank(call, count + 2))
         crops = _pairs(call.op.cropping, count)
         for (a, b), axis in zip(crops, _spatial_axes(call.op, count)):
             _crop(call, x, axis, a, b)
