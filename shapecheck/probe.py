@@ -26,7 +26,41 @@ _SIZES = (64, 75, 89, 98, 106, 117, 131, 140, 152, 163, 178, 185, 197, 210, 221,
 _MAX_SYMS = 8
 
 
+def _cache_key(op: Any, args: tuple, kwargs: dict) -> Any:
+    """Same class, same config, same symbolic inputs: same output (or None)."""
+    try:
+        config = dict(op.get_config())
+    except Exception:  # a custom layer without a usable config
+        return None
+    config.pop("name", None)
+    try:
+        key = (type(op), repr(sorted(config.items())), repr((args, kwargs)))
+        hash(key)
+    except Exception:
+        return None
+    return key
+
+
+_CACHE: dict[Any, tuple[list[tuple], list[str]]] = {}
+
+
 def probe_output(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
+    key = _cache_key(op, args, kwargs)
+    if key is not None and key in _CACHE:
+        shapes, notes = _CACHE[key]
+        for message in notes:
+            scope.note(layer, "approximate", message)
+        return shapes
+    before = len(scope.notes)
+    shapes = _probe(scope, op, args, kwargs, layer=layer)
+    if key is not None:
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        _CACHE[key] = (shapes, [n.message for n in scope.notes[before:]])
+    return shapes
+
+
+def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
     from keras import KerasTensor, tree
 
     in_dims = [d for item in flatten((args, kwargs)) if isinstance(item, Sym)
@@ -81,9 +115,9 @@ def _fit(seen: list, syms: list, assignments: list[dict], terms: list) -> dims.D
         return int(seen[0])
     if len(assignments) < 3:
         return None
-    for s in syms:  # the commonest case: an input dim passed through
-        if all(a[s] == v for a, v in zip(assignments, seen)):
-            return s
+    for t in [*syms, *terms]:  # the commonest case: an input dim passed through
+        if all(int(t.subs(a)) == v for a, v in zip(assignments, seen)):
+            return dims.norm(t)
     return (_linear(seen, syms, assignments)
             or _linear(seen, syms + terms, assignments)
             or _floor_div(seen, syms, assignments))
