@@ -27,12 +27,36 @@ def check(model: keras.Model, sizes: Mapping[str, Sequence[int]] | None = None,
     return shapes
 
 
-def out_shape(shapes: ModelShapes, layer: str, index: int = 0) -> str:
-    """The inferred output shape of ``layer`` as text, e.g. ``(batch, T - 2, 8)``."""
+def model(layer: Any, shape: tuple, dtype: str = "float32") -> keras.Model:
+    """``layer`` applied to one ``keras.Input(shape=shape)``."""
+    inp = keras.Input(shape=shape, dtype=dtype)
+    return keras.Model(inp, layer(inp))
+
+
+def result(shapes: ModelShapes, layer: str) -> tuple:
+    """The inferred (symbolic) first output shape of ``layer``."""
     for r in shapes.results:
         if r.call.name == layer:
-            return dims.fmt_shape(r.shapes[index])
+            return r.shapes[0]
     raise KeyError(layer)
+
+
+def outs(shapes: ModelShapes, layer: str) -> list[str]:
+    """Every inferred output shape of ``layer`` as text."""
+    for r in shapes.results:
+        if r.call.name == layer:
+            return [dims.fmt_shape(s) for s in r.shapes]
+    raise KeyError(layer)
+
+
+def out_shape(shapes: ModelShapes, layer: str, index: int = 0) -> str:
+    """The inferred output shape of ``layer`` as text, e.g. ``(batch, T - 2, 8)``."""
+    return outs(shapes, layer)[index]
+
+
+def constraints(shapes: ModelShapes) -> list[tuple[str, str, bool | None]]:
+    """The recorded constraints as ``(lhs, rhs, holds)`` text triples."""
+    return [(dims.fmt(c.lhs), dims.fmt(c.rhs), c.holds) for c in shapes.scope.constraints]
 
 
 @pytest.fixture(autouse=True)

@@ -10,22 +10,11 @@ from shapecheck import dims
 from shapecheck.infer import Scope, infer_model
 from shapecheck.layers import attention as attention_rules
 from shapecheck.layers.registry import ShapeError, Sym, find_rule
-from tests.layers.conftest import check, out_shape
+from tests.layers.conftest import check, constraints, out_shape, outs
 
 B = dims.symbol("batch")
 T = dims.symbol("T")
 S = dims.symbol("S")
-
-
-def outs(shapes, layer: str) -> list[str]:
-    for r in shapes.results:
-        if r.call.name == layer:
-            return [dims.fmt_shape(s) for s in r.shapes]
-    raise KeyError(layer)
-
-
-def constraints(shapes) -> list[tuple[str, str, bool | None]]:
-    return [(dims.fmt(c.lhs), dims.fmt(c.rhs), c.holds) for c in shapes.scope.constraints]
 
 
 def test_rules_are_registered():

@@ -10,7 +10,7 @@ from shapecheck import dims
 from shapecheck.infer import Scope, infer_model
 from shapecheck.layers.registry import ShapeError, Sym
 from tests.layers.conftest import check as _check
-from tests.layers.conftest import out_shape
+from tests.layers.conftest import constraints, out_shape, outs
 
 B = dims.symbol("batch")
 T = dims.symbol("T")
@@ -24,17 +24,6 @@ SMALL = {"T": [3, 5, 7], "H": [4, 6, 9], "W": [5, 8, 10], "D": [3, 4, 6], "L": [
 
 def check(m, sizes=None):
     return _check(m, sizes={**SMALL, **(sizes or {})})
-
-
-def outs(shapes, layer: str) -> list[str]:
-    for r in shapes.results:
-        if r.call.name == layer:
-            return [dims.fmt_shape(s) for s in r.shapes]
-    raise KeyError(layer)
-
-
-def constraints(shapes) -> list[tuple[str, str, bool | None]]:
-    return [(dims.fmt(c.lhs), dims.fmt(c.rhs), c.holds) for c in shapes.scope.constraints]
 
 
 def model(inputs, outputs) -> keras.Model:

@@ -11,25 +11,13 @@ from shapecheck import dims
 from shapecheck.infer import Scope
 from shapecheck.layers.registry import ShapeError, Sym
 
-from .conftest import check, out_shape
+from .conftest import check, model, out_shape, result
 
 pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`")
 
 L = keras.layers
 T, F, H, W, C, D = (dims.symbol(n) for n in "TFHWCD")
 B = dims.symbol("batch")
-
-
-def model(layer, shape, dtype="float32"):
-    inp = keras.Input(shape=shape, dtype=dtype)
-    return keras.Model(inp, layer(inp))
-
-
-def result(shapes, name):
-    for r in shapes.results:
-        if r.call.name == name:
-            return r.shapes[0]
-    raise KeyError(name)
 
 
 def same_expr(d, want):
