@@ -6,8 +6,9 @@ import os
 from typing import Any, Callable
 
 from shapecheck import dims
-from shapecheck.infer import infer_model
-from shapecheck.report import ConstraintEntry, LayerEntry, ModelEntry, NoteEntry
+from shapecheck.infer import ModelShapes, infer_model
+from shapecheck.report import (ConstraintEntry, Diagnostic, LayerEntry, ModelEntry,
+                               NoteEntry)
 
 PathFn = Callable[[str | None], str | None]
 
@@ -34,7 +35,8 @@ def model_kind(model: Any) -> str:
 
 def model_entry(model: Any, path: str | None = None, line: int | None = None,
                 show: PathFn = display_path,
-                bindings: dict[str, int] | None = None) -> ModelEntry:
+                bindings: dict[str, int] | None = None,
+                shapes: ModelShapes | None = None) -> ModelEntry:
     """Infer every call's symbolic shape in ``model`` and describe it as data."""
     kind = model_kind(model)
     entry = ModelEntry(name=model.name, kind=kind, path=show(path), line=line)
@@ -48,7 +50,7 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
                                      "subclassed model: its `call` is not a graph that "
                                      "can be checked statically"))
         return entry
-    shapes = infer_model(model)
+    shapes = shapes or infer_model(model)
     by_id = {c.id: c for c in shapes.graph.calls}
     for r in shapes.results:
         call = r.call
@@ -74,3 +76,51 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
                          for c in shapes.scope.constraints]
     entry.notes = [NoteEntry(n.layer, n.kind, n.message) for n in shapes.scope.notes]
     return entry
+
+
+def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[Any] = (),
+            compiled: dict[int, dict] | None = None, show: PathFn = display_path,
+            bindings: dict[str, int] | None = None,
+            ) -> tuple[list[ModelEntry], list[Diagnostic]]:
+    """Entries and findings for the models a script built and the calls Keras refused.
+
+    ``models`` holds ``(model, path, line)``; ``failures`` the refused calls
+    (:class:`shapecheck.standin.Failure`); ``compiled`` maps ``id(model)`` to
+    its ``compile`` arguments.
+    """
+    from shapecheck.rules.context import ModelContext
+    from shapecheck.rules.engine import dedupe, explain_failure, mark_follows, model_findings
+
+    entries: list[ModelEntry] = []
+    roots: dict[int, Diagnostic] = {}  # id(failure) -> its finding
+    found: list[Diagnostic] = []
+    for model, path, line in models:
+        kind = model_kind(model)
+        try:
+            shapes = infer_model(model) if kind in ("functional", "sequential") else None
+            entries.append(model_entry(model, path, line, show, bindings, shapes))
+            if shapes is None:
+                continue
+            ctx = ModelContext(model, shapes, show, (compiled or {}).get(id(model)))
+            mine: list[Diagnostic] = []
+            for call in ctx.calls:
+                f = call.failure
+                if f is not None and id(f) not in roots:
+                    roots[id(f)] = explain_failure(f, ctx, call, show)
+                    mine.append(roots[id(f)])
+            mine += model_findings(ctx)
+            mark_follows(ctx, mine, roots)
+            found += mine
+        except Exception as err:  # our own bug: say so, never crash
+            entry = ModelEntry(getattr(model, "name", "?"), kind, show(path), line)
+            entry.notes.append(NoteEntry(entry.name, "internal-error",
+                                         f"shapecheck could not analyse this model: "
+                                         f"{type(err).__name__}: {err}"))
+            entries.append(entry)
+    for f in failures:  # refused calls outside every model
+        if id(f) not in roots:
+            roots[id(f)] = explain_failure(f, None, None, show)
+            found.append(roots[id(f)])
+    found = dedupe(found)
+    found.sort(key=lambda d: (d.path or "", d.line or 0, d.col or 0))
+    return entries, found

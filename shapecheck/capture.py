@@ -48,9 +48,18 @@ class Capture:
     models: list[ModelRecord] = field(default_factory=list)
     data_calls: list[DataCall] = field(default_factory=list)
     compiled: dict[int, dict] = field(default_factory=dict)
+    failures: list[Any] = field(default_factory=list)  # shapecheck.standin.Failure
 
 
 CAPTURE = Capture()
+INSTALLED = False
+
+
+def reset() -> Capture:
+    """A fresh record (one per script)."""
+    global CAPTURE
+    CAPTURE = Capture()
+    return CAPTURE
 
 
 def _package_dirs(*names: str) -> tuple[str, ...]:
@@ -63,20 +72,43 @@ def _package_dirs(*names: str) -> tuple[str, ...]:
     return tuple(dirs)
 
 
-def user_site(skip: int = 1) -> tuple[str | None, int | None]:
-    """The innermost stack frame in user code (not Keras, TF or shapecheck)."""
-    frame = sys._getframe(skip)
+def _user_frame(skip: int) -> Any:
+    frame = sys._getframe(skip + 1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith("<") and not filename.startswith(_SKIP_PREFIXES):
-            return os.path.abspath(filename), frame.f_lineno
+            return frame
         frame = frame.f_back
-    return None, None
+    return None
+
+
+def user_site(skip: int = 1) -> tuple[str | None, int | None]:
+    """The innermost stack frame in user code (not Keras, TF or shapecheck)."""
+    frame = _user_frame(skip)
+    if frame is None:
+        return None, None
+    return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
+
+
+def user_position(skip: int = 1) -> tuple[str | None, int | None, int | None]:
+    """``(path, line, column)`` of the innermost user frame; column is 1-based."""
+    frame = _user_frame(skip)
+    if frame is None:
+        return None, None, None
+    line, col = frame.f_lineno, None
+    try:
+        pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        if pos[0] == line and pos[2] is not None:
+            col = pos[2] + 1
+    except (IndexError, AttributeError):
+        pass
+    return os.path.abspath(frame.f_code.co_filename), line, col
 
 
 def install() -> Capture:
     """Patch Keras so the script's models and calls are recorded."""
-    global _SKIP_PREFIXES
+    global _SKIP_PREFIXES, INSTALLED
+    INSTALLED = True
     import keras  # noqa: F401  (loads keras.src)
     from keras.src.models.functional import Functional
     from keras.src.models.model import Model
@@ -96,26 +128,36 @@ def install() -> Capture:
 
     def init_node(self: Any, *args: Any, **kwargs: Any) -> None:
         node_init(self, *args, **kwargs)
-        self._shapecheck_site = user_site(2)
+        self._shapecheck_site = user_position(2)
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
         self._shapecheck_internal = any(op is not self.operation for op in _ACTIVE)
 
     Node.__init__ = init_node
 
-    def track(cls: type) -> None:
-        original = cls.__call__
+    def track(cls: type, method: str = "__call__") -> None:
+        original = getattr(cls, method)
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            outermost = not _ACTIVE
             _ACTIVE.append(self)
             try:
                 return original(self, *args, **kwargs)
+            except Exception as err:
+                failure = _refused(self, args, kwargs, err) if outermost else None
+                if failure is None:
+                    raise
             finally:
                 _ACTIVE.pop()
+            from shapecheck.standin import make_standin
 
-        cls.__call__ = call
+            return make_standin(self, args, kwargs, failure)
+
+        call.__name__ = method
+        setattr(cls, method, call)
 
     track(Operation)
+    track(Operation, "symbolic_call")  # keras.ops functions call it directly
     track(Layer)
 
     def record_model(cls: type) -> None:
@@ -138,6 +180,28 @@ def install() -> Capture:
 
     _patch_training(Model)
     return CAPTURE
+
+
+def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
+    """Record a user's call on symbolic tensors that Keras refused; None to re-raise."""
+    if isinstance(err, (NotImplementedError, RecursionError, MemoryError)):
+        return None
+    from keras import KerasTensor
+
+    from shapecheck.layers.registry import flatten
+    from shapecheck.standin import Failure, clean_message
+
+    tensors = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
+    if not tensors:
+        return None
+    path, line, col = user_position(3)
+    if path is None:
+        return None
+    failure = Failure(op=op, error_type=type(err).__name__, message=clean_message(err),
+                      path=path, line=line, col=col,
+                      input_shapes=[tuple(t.shape) for t in tensors], inputs=tensors)
+    CAPTURE.failures.append(failure)
+    return failure
 
 
 def _inside_sequential_build() -> bool:

@@ -27,11 +27,13 @@ def user_traceback(err: BaseException, skip: tuple[str, ...]) -> str:
 
 def run(result_path: str, script: str, argv: list[str]) -> int:
     from shapecheck import capture
-    from shapecheck.analyze import display_path, model_entry
-    from shapecheck.report import FileReport, NoteEntry, ScriptError
+    from shapecheck.analyze import display_path
+    from shapecheck.report import FileReport, ScriptError
 
     report = FileReport(path=display_path(script))
-    cap = capture.install()
+    if not capture.INSTALLED:
+        capture.install()
+    cap = capture.reset()
     sys.argv = [script, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
@@ -49,30 +51,40 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
                                         os.path.dirname(runpy.__file__) + os.sep)
         report.error = ScriptError("script-error", user_traceback(err, skip))
 
-    for record in cap.models:
-        if record.internal:
-            continue
-        try:
-            report.models.append(model_entry(record.model, record.path, record.line))
-        except Exception as err:  # our own bug: say so, never crash
-            from shapecheck.report import ModelEntry
+    from shapecheck.analyze import analyze
 
-            entry = ModelEntry(getattr(record.model, "name", "?"), "functional",
-                               display_path(record.path), record.line)
-            entry.notes.append(NoteEntry(entry.name, "internal-error",
-                                         f"shapecheck could not analyse this model: "
-                                         f"{type(err).__name__}: {err}"))
-            report.models.append(entry)
+    report.models, found = analyze(
+        [(r.model, r.path, r.line) for r in cap.models if not r.internal],
+        failures=cap.failures, compiled=cap.compiled)
+    report.diagnostics.extend(found)
     report.finish()
     with open(result_path, "w", encoding="utf-8") as fh:
         json.dump(report.to_dict(), fh)
     return 0
 
 
+def _reset_keras() -> None:
+    try:
+        import keras
+
+        keras.backend.clear_session()
+    except Exception:  # pragma: no cover - nothing to reset
+        pass
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    result_path, script, *argv = sys.argv[1:]
-    code = run(result_path, script, argv)
+    if sys.argv[1] == "--many":  # RESULT_DIR SCRIPT...: one after another, less isolated
+        result_dir, scripts = sys.argv[2], sys.argv[3:]
+        saved_path = list(sys.path)
+        code = 0
+        for i, script in enumerate(scripts):
+            sys.path[:] = saved_path
+            _reset_keras()
+            code |= run(os.path.join(result_dir, f"{i}.json"), script, [])
+    else:
+        result_path, script, *argv = sys.argv[1:]
+        code = run(result_path, script, argv)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: TF's can hang or crash

@@ -206,21 +206,61 @@ def propagate(scope: Scope, graph: ModelGraph, given: list[Sym] | None, *,
             continue
         args, kwargs = _symbolic_args(call.knode, syms)
         keras_shapes = [_keras_shape(t) for t in call.knode.outputs]
-        try:
-            raw = scope.apply(call.op, args, kwargs, layer=name)
-            shapes = flatten_shapes(raw)
-        except ShapeError as err:
-            scope.note(name, "shape-error", str(err))
-            shapes = None
-        except Exception as err:  # a rule's own bug must not stop the check
-            scope.note(name, "rule-error", f"{type(err).__name__}: {err}")
-            shapes = None
-        shapes = _reconcile(scope, name, shapes, keras_shapes)
+        if call.failure is not None:  # Keras refused it: a finding says so
+            shapes = _refused(scope, call, name, args, kwargs, keras_shapes)
+        else:
+            try:
+                raw = scope.apply(call.op, args, kwargs, layer=name)
+                shapes = flatten_shapes(raw)
+            except ShapeError as err:
+                scope.note(name, "shape-error", str(err))
+                shapes = None
+            except Exception as err:  # a rule's own bug must not stop the check
+                scope.note(name, "rule-error", f"{type(err).__name__}: {err}")
+                shapes = None
+            shapes = _reconcile(scope, name, shapes, keras_shapes)
         for k, shape, t in zip(call.outputs, shapes, call.knode.outputs):
             syms[k] = Sym(shape, _dtype(t))
         if results is not None:
             results.append(CallResult(call, shapes))
     return syms
+
+
+def _refused(scope: Scope, call: LayerCall, name: str, args: tuple, kwargs: dict,
+             keras_shapes: list[tuple]) -> list[tuple]:
+    """Best shapes for a call Keras refused: its rule on a rank-fitted input, else the
+    stand-in's shapes with the batch of the input."""
+    from shapecheck.standin import _fit_rank
+
+    trial = Scope(dims=scope.dims)  # constraints of a refused call are not findings
+    for attempt in (args, _fit_rank(call.op, args)):
+        if attempt is None:
+            continue
+        try:
+            shapes = flatten_shapes(trial.apply(call.op, attempt, kwargs, layer=name))
+        except Exception:
+            continue
+        if [len(s) for s in shapes] == [len(k) for k in keras_shapes]:
+            return shapes
+    first = next((s for s in flatten_shapes_safe(args) if s), None)
+    batch = first[0] if first else None
+    out = []
+    for i, ks in enumerate(keras_shapes):
+        shape: list[Dim] = []
+        for axis, k in enumerate(ks):
+            if k is not None:
+                shape.append(int(k))
+            elif axis == 0 and batch is not None:
+                shape.append(batch)
+            else:
+                shape.append(scope.new_dim(f"{name}_{axis}", f"axis {axis} of `{name}`'s "
+                                           "output (the layer could not be built)"))
+        out.append(tuple(shape))
+    return out
+
+
+def flatten_shapes_safe(args: Any) -> list[tuple]:
+    return [s.shape for s in _flat(args) if isinstance(s, Sym)]
 
 
 def _keras_shape(t: Any) -> tuple:

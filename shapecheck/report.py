@@ -91,16 +91,26 @@ class Diagnostic:
     path: str | None = None
     line: int | None = None
     hint: str | None = None
-    dims: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    shapes: dict[str, Any] = field(default_factory=dict)
+    dims: dict[str, Any] = field(default_factory=dict)  # named dim -> origin or size
+    name: str | None = None  # the rule's kebab-case name
+    shapes: dict[str, Any] = field(default_factory=dict)  # label -> shape (JSON dims)
+    col: int | None = None  # 1-based column of the call on ``line``
+    source: str | None = None  # the text of ``line``
+    follows: str | None = None  # "SC102 at model.py:12": the finding this one follows from
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Diagnostic":
-        return cls(**d)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def where(self) -> str:
+        if not self.path:
+            return ""
+        return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclass
@@ -120,9 +130,10 @@ class FileReport:
 
     def finish(self) -> "FileReport":
         """Set ``status`` from the error and the diagnostics."""
-        if self.error is not None:
+        errors = any(d.severity == "error" for d in self.diagnostics)
+        if self.error is not None and not errors:
             self.status = "failed"
-        elif any(d.severity == "error" for d in self.diagnostics):
+        elif errors:  # a script stopped after error findings still has findings
             self.status = "findings"
         else:
             self.status = "clean"

@@ -83,3 +83,27 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT) -> list[FileReport]:
+    """Check several scripts one after another in one child process.
+
+    Faster than :func:`check_file` per script (Keras is imported once) but the
+    scripts share a process: for trusted scripts such as a test suite's fixtures.
+    """
+    with tempfile.TemporaryDirectory(prefix="shapecheck-") as tmp:
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        cmd = [sys.executable, "-m", "shapecheck.child", "--many", tmp, *paths]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, env=env, timeout=timeout)
+        out = []
+        for i, path in enumerate(paths):
+            try:
+                with open(os.path.join(tmp, f"{i}.json"), encoding="utf-8") as fh:
+                    out.append(FileReport.from_dict(json.load(fh)))
+            except (OSError, ValueError):
+                out.append(_failed(path, "crash", f"{path}: no report "
+                                   f"(status {proc.returncode}):\n"
+                                   + proc.stdout.decode(errors="replace")[-2000:]))
+        return out

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shapecheck.report import FileReport, ModelEntry, Report
+from shapecheck.report import Diagnostic, FileReport, ModelEntry, Report
 
 
 def _dim(d: object) -> str:
@@ -53,35 +53,86 @@ def render_model(console: Console, model: ModelEntry) -> None:
         console.print(f"  [yellow]note[/] `{escape(n.layer)}`: {escape(n.message)}")
 
 
-def render_file(console: Console, f: FileReport) -> None:
+_COLOURS = {"error": "red", "warning": "yellow", "info": "blue"}
+
+
+def _shape(v: object) -> str:
+    return shape_text(v) if isinstance(v, list) else _dim(v)
+
+
+def render_finding(console: Console, d: Diagnostic) -> None:
+    """One finding in the style of rustc and ruff: title, place, source, shapes, help."""
+    colour = _COLOURS.get(d.severity, "blue")
+    title = f"{d.code}" + (f" {d.name}" if d.name else "")
+    console.print(f"[bold {colour}]{d.severity}[{escape(title)}][/]: [bold]{escape(d.message)}[/]")
+    if d.path:
+        where = d.where + (f":{d.col}" if d.col and d.line else "")
+        console.print(f"  [blue]-->[/] {escape(where)}")
+    if d.source and d.line:
+        gutter = " " * len(str(d.line))
+        console.print(f"  [blue]{gutter} |[/]")
+        console.print(f"  [blue]{d.line} |[/] {escape(d.source)}")
+        if d.col:
+            rest = d.source[d.col - 1:]
+            width = max(1, len(rest.rstrip()))
+            console.print(f"  [blue]{gutter} |[/] {' ' * (d.col - 1)}[{colour}]{'^' * width}[/]")
+        console.print(f"  [blue]{gutter} |[/]")
+    eq = f"  [blue]{' ' * len(str(d.line or ''))} =[/]"
+    for label, shape in d.shapes.items():
+        console.print(f"{eq} {escape(label)}: [green]{escape(_shape(shape))}[/]")
+    for name, origin in d.dims.items():
+        if name != "batch":
+            console.print(f"{eq} dim [green]{escape(name)}[/]: {escape(str(origin))}")
+    if d.hint:
+        console.print(f"{eq} [bold]help[/]: {escape(d.hint)}")
+
+
+def render_consequence(console: Console, d: Diagnostic) -> None:
+    colour = _COLOURS.get(d.severity, "blue")
+    console.print(f"  [{colour}]↳ {escape(d.code)}[/] {escape(d.where)}: {escape(d.message)} "
+                  f"[dim](follows from {escape(d.follows or '')})[/]")
+
+
+def render_file(console: Console, f: FileReport, *, tables: bool = True) -> None:
     if f.error is not None:
-        console.print(f"[bold red]✗ {escape(f.path or '<model>')}: could not be checked "
-                      f"({escape(f.error.kind)})[/]")
+        if f.status == "failed":
+            console.print(f"[bold red]✗ {escape(f.path or '<model>')}: could not be checked "
+                          f"({escape(f.error.kind)})[/]")
+        else:
+            console.print(f"[bold yellow]{escape(f.path or '<model>')}: the script stopped "
+                          "after the findings below[/]")
         console.print(escape(f.error.message))
-    for model in f.models:
-        console.print()
-        render_model(console, model)
-    if f.error is None and not f.models:
+    if tables:
+        for model in f.models:
+            console.print()
+            render_model(console, model)
+    if f.error is None and not f.models and not f.diagnostics:
         console.print(f"[yellow]{escape(f.path or '<model>')}: the script built no Keras "
                       "model[/] — nothing to check.")
-    for d in f.diagnostics:
-        colour = {"error": "red", "warning": "yellow"}.get(d.severity, "blue")
-        console.print(f"[bold {colour}]{escape(d.code)}[/] {escape(d.message)}")
-        if d.path:
-            console.print(f"  --> {escape(_site(d.path, d.line))}")
-        if d.hint:
-            console.print(f"  = hint: {escape(d.hint)}")
+    roots = [d for d in f.diagnostics if not d.follows]
+    later = [d for d in f.diagnostics if d.follows]
+    for d in roots:
+        console.print()
+        render_finding(console, d)
+    if later:
+        console.print()
+        console.print(f"[dim]{len(later)} more finding(s) follow from the ones above:[/]")
+        for d in later:
+            render_consequence(console, d)
 
 
-def render(report: Report, console: Console | None = None) -> None:
-    console = console or Console()
+def render(report: Report, console: Console | None = None, *, tables: bool = True) -> None:
+    console = console or Console(highlight=False)
     for f in report.files:
-        render_file(console, f)
+        render_file(console, f, tables=tables)
     n_models = sum(len(f.models) for f in report.files)
-    n_diag = sum(len(f.diagnostics) for f in report.files)
+    diags = report.diagnostics
+    counts = {s: sum(d.severity == s for d in diags) for s in ("error", "warning", "info")}
     n_failed = sum(f.status == "failed" for f in report.files)
     console.print()
-    summary = (f"{len(report.files)} file(s), {n_models} model(s), "
-               f"{n_diag} finding(s)" + (f", {n_failed} could not be checked" if n_failed else ""))
-    style = "red" if n_failed or any(f.status == "findings" for f in report.files) else "green"
+    found = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
+    summary = (f"{len(report.files)} file(s), {n_models} model(s): "
+               + (found or "no findings")
+               + (f", {n_failed} could not be checked" if n_failed else ""))
+    style = "red" if n_failed or counts["error"] else ("yellow" if counts["warning"] else "green")
     console.print(f"[bold {style}]{summary}[/]")

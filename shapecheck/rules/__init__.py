@@ -1,0 +1,75 @@
+"""Diagnostic rules: from symbolic shapes to findings a user can act on.
+
+Each family module defines its rules with :func:`~shapecheck.rules.catalog.define`
+and registers checks:
+
+- ``@model_check``: ``fn(ctx: ModelContext) -> Iterable[Diagnostic]`` over one
+  analysed model;
+- ``@failure_check``: ``fn(failure, ctx, call) -> Diagnostic | None`` turns a
+  call Keras refused into a finding (the first that answers wins);
+- ``@script_error_check``: ``fn(err_info) -> Diagnostic | None`` explains an
+  exception that stopped the script.
+
+Rules never print; renderers do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable, Iterable
+
+from shapecheck.rules.catalog import CATALOG, FAMILIES, RuleSpec, define, lookup, selected
+
+__all__ = ["CATALOG", "FAMILIES", "RuleSpec", "define", "lookup", "selected", "load",
+           "model_check", "failure_check", "script_error_check", "all_rules"]
+
+ModelCheck = Callable[[Any], Iterable[Any]]
+FailureCheck = Callable[[Any, Any, Any], Any]
+ScriptErrorCheck = Callable[[Any], Any]
+
+MODEL_CHECKS: list[ModelCheck] = []
+FAILURE_CHECKS: list[tuple[int, FailureCheck]] = []
+SCRIPT_ERROR_CHECKS: list[ScriptErrorCheck] = []
+
+
+def model_check(fn: ModelCheck) -> ModelCheck:
+    MODEL_CHECKS.append(fn)
+    return fn
+
+
+def failure_check(priority: int = 50) -> Callable[[FailureCheck], FailureCheck]:
+    """Register a failure explainer; lower ``priority`` runs first."""
+
+    def deco(fn: FailureCheck) -> FailureCheck:
+        FAILURE_CHECKS.append((priority, fn))
+        FAILURE_CHECKS.sort(key=lambda p: p[0])
+        return fn
+
+    return deco
+
+
+def script_error_check(fn: ScriptErrorCheck) -> ScriptErrorCheck:
+    SCRIPT_ERROR_CHECKS.append(fn)
+    return fn
+
+
+_LOADED = False
+
+
+def load() -> None:
+    """Import every family module (each registers its rules)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import shapecheck.rules as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name not in ("catalog", "context", "engine") and not info.name.startswith("_"):
+            importlib.import_module(f"shapecheck.rules.{info.name}")
+
+
+def all_rules() -> list[RuleSpec]:
+    load()
+    return [CATALOG[c] for c in sorted(CATALOG)]

@@ -1,0 +1,88 @@
+"""The rule catalog: stable codes, names, severities and docs.
+
+A code is ``SC`` and three digits; the first digit is the family.  Codes and
+names never change meaning once released; a retired rule keeps its code.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+FAMILIES: dict[str, str] = {
+    "SC1": "graph construction",
+    "SC2": "sizes, windows and reshapes",
+    "SC3": "merge and broadcast",
+    "SC4": "recurrent",
+    "SC5": "layer configuration",
+    "SC6": "data",
+    "SC7": "targets and losses",
+    "SC8": "run time",
+}
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One rule: what it is called and what it says about itself."""
+
+    code: str
+    name: str
+    severity: str  # the usual severity; a finding may say less (never more)
+    summary: str  # one line
+    doc: str  # Markdown: What it does / Why is this bad / Example / Use instead
+
+    @property
+    def family(self) -> str:
+        return FAMILIES.get(self.code[:3], "other")
+
+    def finding(self, message: str, **fields: Any) -> Any:
+        """A :class:`~shapecheck.report.Diagnostic` of this rule."""
+        from shapecheck.report import Diagnostic
+
+        severity = fields.pop("severity", self.severity)
+        return Diagnostic(code=self.code, name=self.name, severity=severity,
+                          message=message, **fields)
+
+
+CATALOG: dict[str, RuleSpec] = {}
+
+
+def define(code: str, name: str, severity: str, summary: str, doc: str) -> RuleSpec:
+    """Add a rule to the catalog (once per code)."""
+    if code in CATALOG:
+        raise ValueError(f"duplicate rule code {code}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}")
+    spec = RuleSpec(code, name, severity, summary, textwrap.dedent(doc).strip())
+    CATALOG[code] = spec
+    return spec
+
+
+def lookup(code_or_name: str) -> RuleSpec | None:
+    """A rule by code (``SC303``, any case) or name (``batch-broadcast``)."""
+    from shapecheck.rules import load
+
+    load()
+    key = code_or_name.strip()
+    spec = CATALOG.get(key.upper())
+    if spec is not None:
+        return spec
+    for s in CATALOG.values():
+        if s.name == key.lower():
+            return s
+    return None
+
+
+def selected(code: str, select: list[str] | None, ignore: list[str] | None) -> bool:
+    """Whether ``code`` passes ``--select``/``--ignore`` (codes or prefixes; longest wins)."""
+    def best(prefixes: list[str] | None) -> int:
+        return max((len(p) for p in prefixes or () if code.startswith(p.upper())), default=-1)
+
+    chosen = best(select) if select else 0
+    if chosen < 0:
+        return False
+    dropped = best(ignore)
+    return dropped < 0 or chosen > dropped

@@ -1,0 +1,365 @@
+"""SC1xx graph construction: calls Keras refuses, or would refuse, while building."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shapecheck import dims
+from shapecheck.rules import define, failure_check, model_check
+from shapecheck.rules.context import (ModelContext, failure_finding, failure_shapes)
+
+CALL_FAILED = define("SC101", "call-failed", "error",
+                     "Keras refused a layer or op call while the model was built", """
+    ## What it does
+    Reports a layer or `keras.ops` call on symbolic tensors that raised while the
+    script built its model, at the line of the call, with the input shapes and
+    Keras's own message. shapecheck then lets the script go on with a stand-in
+    output, so later errors in the same script are reported too.
+
+    ## Why is this bad
+    The model cannot be built; Keras stops at the first such call and points
+    into its own source.
+
+    ## Example
+    ```python
+    x = keras.Input(shape=(8,))
+    y = layers.Lambda(lambda t: t.nonexistent)(x)
+    ```
+
+    ## Use instead
+    ```python
+    y = layers.Lambda(lambda t: t * 2)(x)
+    ```
+    """)
+
+INPUT_RANK = define("SC102", "input-rank", "error",
+                    "a layer's input has another rank than the layer accepts", """
+    ## What it does
+    Finds a layer called on a tensor of the wrong rank (`expected ndim=3, found
+    ndim=4`) and says what the layer wants, axis by axis, and the likely cause:
+    an `Input(shape=...)` that includes the sample count, a missing channel or
+    time axis, an `Embedding` fed ids with a trailing axis.
+
+    ## Why is this bad
+    Keras refuses the call with a message about `ndim` that does not say which
+    axis is extra or missing.
+
+    ## Example
+    ```python
+    x = keras.Input(shape=(64, 12, 20))   # 64 samples of (12, 20)
+    y = layers.LSTM(32)(x)                # LSTM wants (batch, time, features)
+    ```
+
+    ## Use instead
+    ```python
+    x = keras.Input(shape=(12, 20))       # the shape of one sample
+    y = layers.LSTM(32)(x)
+    ```
+    """)
+
+UNDEFINED_DIM = define("SC103", "undefined-dim", "error",
+                       "a layer needs a size that is unknown when the model is built", """
+    ## What it does
+    Finds layers whose weights depend on an axis that is `None` in the model:
+    `Dense` after `Flatten` over an image of unknown height and width, a
+    `Conv` with an unknown channel axis.
+
+    ## Why is this bad
+    Keras cannot create the weights and fails with "Shapes used to initialize
+    variables must be fully-defined".
+
+    ## Example
+    ```python
+    x = keras.Input(shape=(None, None, 3))
+    y = layers.Dense(10)(layers.Flatten()(x))
+    ```
+
+    ## Use instead
+    ```python
+    x = keras.Input(shape=(None, None, 3))
+    y = layers.Dense(10)(layers.GlobalAveragePooling2D()(x))
+    ```
+    """)
+
+INPUT_SIZE = define("SC104", "input-size", "error",
+                    "a layer already built for one input size is called with another", """
+    ## What it does
+    Finds a layer whose input size differs from the size it was built with or
+    declares: a shared `Dense` reused on a tensor with another feature count,
+    a layer whose input spec fixes an axis.
+
+    ## Why is this bad
+    Its weights have the first size; Keras refuses the call ("expected axis -1
+    of input shape to have value 12").
+
+    ## Example
+    ```python
+    shared = layers.Dense(8)
+    a = shared(keras.Input(shape=(12,)))
+    b = shared(keras.Input(shape=(20,)))
+    ```
+
+    ## Use instead
+    ```python
+    a = layers.Dense(8)(keras.Input(shape=(12,)))
+    b = layers.Dense(8)(keras.Input(shape=(20,)))
+    ```
+    """)
+
+INCOMPATIBLE = define("SC105", "incompatible-dims", "error",
+                      "a layer needs two sizes to be equal and they never are", """
+    ## What it does
+    Reports a size a layer needs equal to another (a key and a value of
+    different lengths in attention, the batch of two inputs of a `Dot`) when
+    the two can never be equal, even where Keras builds the model without
+    complaint.
+
+    ## Why is this bad
+    The model builds but fails on the first batch, inside the layer's call or
+    its gradient.
+
+    ## Example
+    ```python
+    q = keras.Input(shape=(5, 16)); v = keras.Input(shape=(7, 16))
+    k = keras.Input(shape=(9, 16))
+    y = layers.MultiHeadAttention(2, 8)(q, v, key=k)   # key and value lengths differ
+    ```
+
+    ## Use instead
+    ```python
+    y = layers.MultiHeadAttention(2, 8)(q, v, key=v)
+    ```
+    """)
+
+
+# --- what a layer wants ---------------------------------------------------------
+
+_NAMED_RANKS = {
+    1: ("steps", "channels"), 2: ("height", "width", "channels"),
+    3: ("depth", "height", "width", "channels"),
+}
+
+
+def expectation(op: Any, rank: int | None = None) -> str | None:
+    """What ``op`` takes, in words: ``(batch, time, features)``."""
+    from keras import layers
+
+    cls = type(op).__name__
+    if isinstance(op, (layers.RNN, layers.Bidirectional)) and "ConvLSTM" not in cls:
+        return "(batch, time, features)"
+    if cls == "TimeDistributed":
+        return "(batch, time, ...)"
+    if cls.startswith("ConvLSTM"):
+        n = int(cls[-2]) if cls[-2].isdigit() else 2
+        return "(batch, time, " + ", ".join(_NAMED_RANKS[n]) + ")"
+    m = re.search(r"([123])D", cls)
+    if m and any(k in cls for k in ("Conv", "Pooling", "Cropping", "UpSampling",
+                                     "ZeroPadding", "SpatialDropout")):
+        axes = list(_NAMED_RANKS[int(m.group(1))])
+        if getattr(op, "data_format", "channels_last") == "channels_first":
+            axes = axes[-1:] + axes[:-1]
+        return "(batch, " + ", ".join(axes) + ")"
+    if rank is not None:
+        return f"a rank-{rank} tensor"
+    return None
+
+
+def _spec_rank(op: Any) -> tuple[str, int] | None:
+    """``("==", n)``, ``(">=", n)`` or ``("<=", n)`` from the layer's input spec."""
+    spec = getattr(op, "input_spec", None)
+    if isinstance(spec, (list, tuple)):
+        spec = spec[0] if spec else None
+    for attr, rel in (("ndim", "=="), ("min_ndim", ">="), ("max_ndim", "<=")):
+        n = getattr(spec, attr, None)
+        if n is not None:
+            return rel, int(n)
+    if type(op).__name__ == "TimeDistributed":
+        return ">=", 3
+    return None
+
+
+def _rank_ok(rel: str, want: int, got: int) -> bool:
+    return {"==": got == want, ">=": got >= want, "<=": got <= want}[rel]
+
+
+def _keras_history_op(t: Any) -> Any:
+    hist = getattr(t, "_keras_history", None)
+    op = getattr(hist, "operation", None)
+    return getattr(op, "failed_op", op)
+
+
+def _upstream_ops(t: Any, limit: int = 6) -> list[Any]:
+    """The ops that produced ``t``, walking back through first inputs."""
+    out = []
+    while t is not None and len(out) < limit:
+        hist = getattr(t, "_keras_history", None)
+        if hist is None or hist.operation is None:
+            break
+        op = hist.operation
+        out.append(getattr(op, "failed_op", op))
+        node = op._inbound_nodes[hist.node_index]
+        ins = node.arguments.keras_tensors
+        t = ins[0] if ins else None
+    return out
+
+
+def rank_cause(op: Any, got: tuple, want: int, tensor: Any) -> str | None:
+    """A likely reason for a rank mismatch, as a fix."""
+    ups = _upstream_ops(tensor)
+    first = ups[0] if ups else None
+    cls = type(first).__name__ if first is not None else ""
+    if len(got) > want:
+        if any(type(u).__name__ == "Embedding" for u in ups[:3]):
+            emb = next(u for u in ups if type(u).__name__ == "Embedding")
+            return (f"`{emb.name}` (Embedding) adds a feature axis to its ids: feed it "
+                    "(batch, time) ids, not (batch, time, 1) — drop the trailing axis of "
+                    "the input")
+        if cls == "InputLayer":
+            declared = tuple(got[1:])
+            if len(declared) > want - 1:
+                if declared[-1] == 1:
+                    fix = declared[:-1]
+                    return (f"the declared `Input(shape={_tup(declared)})` ends in an axis of "
+                            f"size 1; declare `shape={_tup(fix)}` (or Reshape to it)")
+                fix = declared[len(declared) - (want - 1):]
+                return (f"the declared `Input(shape={_tup(declared)})` has {len(declared)} axes; "
+                        f"the layer wants {want - 1} besides the batch: if "
+                        f"{dims.fmt(declared[0])} is the number of samples, declare "
+                        f"`shape={_tup(fix)}` — the shape of one sample")
+        if len(got) == 4 and want == 3:
+            return ("an image-like (batch, height, width, channels) tensor meets a sequence "
+                    "layer: reshape it to (batch, time, features) first, e.g. "
+                    "`layers.Reshape((height, width * channels))`")
+    else:
+        if cls == "InputLayer":
+            declared = tuple(got[1:])
+            if want - len(got) == 1 and expectation(op) and "channels" in (expectation(op) or ""):
+                return (f"the declared `Input(shape={_tup(declared)})` has no channel axis; "
+                        f"declare `shape={_tup(declared + (1,))}`")
+            if want == 3:
+                return (f"the declared `Input(shape={_tup(declared)})` has no time axis; "
+                        f"declare `shape=(timesteps, {', '.join(map(dims.fmt, declared))})`")
+        if want == 3 and len(got) == 2:
+            return ("the tensor has no time axis: keep one (`return_sequences=True`, no "
+                    "Flatten/pooling before) or add it with `layers.Reshape((1, features))` "
+                    "or `layers.RepeatVector(n)`")
+    return None
+
+
+def _tup(shape: tuple) -> str:
+    items = [dims.fmt(d) for d in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+# --- failure explainers ------------------------------------------------------------
+
+
+@failure_check(priority=60)
+def input_rank(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
+    op = failure.op
+    spec = _spec_rank(op)
+    if spec is None or not failure.input_shapes:
+        return None
+    rel, want = spec
+    shapes = failure_shapes(failure, ctx, call)
+    got = shapes[0]
+    if got is None or _rank_ok(rel, want, len(got)):
+        return None
+    expect = expectation(op, want) or f"rank {want}"
+    rank_text = {"==": f"rank {want}", ">=": f"rank {want} or more",
+                 "<=": f"rank {want} or less"}[rel]
+    message = (f"{type(op).__name__} `{op.name}` wants {expect} ({rank_text}); got "
+               f"{dims.fmt_shape(got)} (rank {len(got)})")
+    tensor = failure.inputs[0] if failure.inputs else None
+    hint = rank_cause(op, got, want, tensor)
+    if hint is None:
+        hint = ("reshape the input to the layer's rank" if rel == "==" else
+                f"give the layer a tensor of {rank_text}")
+    return failure_finding(INPUT_RANK, failure, ctx, call, message,
+                           shapes={"input": got}, hint=hint)
+
+
+_UNDEFINED = re.compile(r"fully-defined|should be defined\. Found `?None|"
+                        r"dimension of the inputs? .* should be defined", re.I)
+
+
+@failure_check(priority=60)
+def undefined_dim(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
+    if not _UNDEFINED.search(failure.message):
+        return None
+    op = failure.op
+    shapes = failure_shapes(failure, ctx, call)
+    got = shapes[0] if shapes else None
+    ups = _upstream_ops(failure.inputs[0]) if failure.inputs else []
+    flatten = next((u for u in ups if type(u).__name__ in ("Flatten", "Reshape")), None)
+    where = f" (`{flatten.name}` flattens axes of unknown size)" if flatten is not None else ""
+    message = (f"{type(op).__name__} `{op.name}` needs the last axis of its input known "
+               f"to create its weights; got {dims.fmt_shape(got) if got else '?'}{where}")
+    if flatten is not None:
+        hint = ("use GlobalAveragePooling/GlobalMaxPooling instead of Flatten, or declare "
+                "the input's spatial sizes in `Input(shape=...)`")
+    else:
+        hint = "declare the size of that axis in `Input(shape=...)`"
+    return failure_finding(UNDEFINED_DIM, failure, ctx, call, message,
+                           shapes={"input": got}, hint=hint)
+
+
+_AXIS_VALUE = re.compile(r"expected axis (-?\d+) of input shape to have value (\d+)")
+_SPEC_SHAPE = re.compile(r"expected shape=\(([^)]*)\)")
+
+
+@failure_check(priority=60)
+def input_size(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
+    m = _AXIS_VALUE.search(failure.message)
+    if m is None and not _SPEC_SHAPE.search(failure.message):
+        return None
+    op = failure.op
+    shapes = failure_shapes(failure, ctx, call)
+    got = shapes[0] if shapes else None
+    if m is not None:
+        axis, want = int(m.group(1)), int(m.group(2))
+        have = dims.fmt(got[axis]) if got and -len(got) <= axis < len(got) else "?"
+        message = (f"{type(op).__name__} `{op.name}` was built for {want} on axis {axis} of "
+                   f"its input; got {have} in {dims.fmt_shape(got) if got else '?'}")
+    else:
+        message = f"{type(op).__name__} `{op.name}`: {failure.message.splitlines()[0]}"
+    hint = ("a layer object keeps the sizes of its first call: use a new layer for an "
+            "input of another size, or bring the input to the size it was built for")
+    return failure_finding(INPUT_SIZE, failure, ctx, call, message,
+                           shapes={"input": got}, hint=hint)
+
+
+@failure_check(priority=99)
+def call_failed(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
+    op = failure.op
+    shapes = failure_shapes(failure, ctx, call)
+    got = {f"input {i}" if len(shapes) > 1 else "input": s for i, s in enumerate(shapes)}
+    first = failure.message.strip().splitlines()[0] if failure.message.strip() else ""
+    message = (f"{type(op).__name__} `{getattr(op, 'name', '?')}` refused its inputs "
+               f"({failure.error_type}: {first})")
+    return failure_finding(CALL_FAILED, failure, ctx, call, message, shapes=got,
+                           hint="check the layer's arguments against the input shapes shown")
+
+
+# --- constraints that never hold ---------------------------------------------------
+
+CLAIMED_BY_FAMILIES: list[Any] = []  # predicates(ctx, call, constraint) -> bool
+
+
+@model_check
+def incompatible_dims(ctx: ModelContext) -> Any:
+    for c in ctx.scope.constraints:
+        if c.holds is not False:
+            continue
+        call = ctx.by_name.get(c.layer)
+        if call is None or any(p(ctx, call, c) for p in CLAIMED_BY_FAMILIES):
+            continue
+        shapes = {f"input {i}" if len(call.inputs) > 1 else "input": s
+                  for i, s in enumerate(ctx.in_shapes(call))}
+        yield ctx.finding(
+            INCOMPATIBLE, call,
+            f"{call.cls} `{call.name}` needs {dims.fmt(c.lhs)} == {dims.fmt(c.rhs)} "
+            f"({c.reason}); they are never equal",
+            shapes=shapes,
+            hint="make the two sizes agree where they are created")
