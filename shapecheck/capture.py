@@ -184,8 +184,10 @@ def install() -> Capture:
 
 def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
     """Record a user's call on symbolic tensors that Keras refused; None to re-raise."""
-    if isinstance(err, (NotImplementedError, RecursionError, MemoryError)):
+    if isinstance(err, (RecursionError, MemoryError)):
         return None
+    if isinstance(err, NotImplementedError) and _inside_sequential_build():
+        return None  # Sequential.build expects it and leaves the model unbuilt
     from keras import KerasTensor
 
     from shapecheck.layers.registry import flatten

@@ -50,6 +50,14 @@ class Note:
 
 
 @dataclass
+class Refusal:
+    """What the shape rule says of a call Keras refused."""
+
+    never: list[Constraint]  # equalities the call needs that never hold
+    error: str | None  # the rule's own ShapeError message
+
+
+@dataclass
 class DimInfo:
     name: str
     origin: str  # where the dim comes from, in words
@@ -63,6 +71,7 @@ class Scope:
     requirements: list[Requirement] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     dims: dict[str, DimInfo] = field(default_factory=dict)
+    refusals: dict[str, Refusal] = field(default_factory=dict)  # layer -> rule's verdict
     _graphs: dict[int, ModelGraph] = field(default_factory=dict)
 
     # -- dims ---------------------------------------------------------------
@@ -233,13 +242,21 @@ def _refused(scope: Scope, call: LayerCall, name: str, args: tuple, kwargs: dict
     from shapecheck.standin import _fit_rank
 
     trial = Scope(dims=scope.dims)  # constraints of a refused call are not findings
-    for attempt in (args, _fit_rank(call.op, args)):
+    for n, attempt in enumerate((args, _fit_rank(call.op, args))):
         if attempt is None:
             continue
         try:
             shapes = flatten_shapes(trial.apply(call.op, attempt, kwargs, layer=name))
+        except ShapeError as err:
+            if n == 0:
+                scope.refusals[name] = Refusal([], str(err))
+            continue
         except Exception:
             continue
+        finally:
+            if n == 0 and name not in scope.refusals:
+                scope.refusals[name] = Refusal(
+                    [c for c in trial.constraints if c.holds is False], None)
         if [len(s) for s in shapes] == [len(k) for k in keras_shapes]:
             return shapes
     first = next((s for s in flatten_shapes_safe(args) if s), None)

@@ -330,6 +330,31 @@ def input_size(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
                            shapes={"input": got}, hint=hint)
 
 
+@failure_check(priority=90)
+def rule_verdict(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
+    """Keras refused the call and the shape rule says which sizes can never agree."""
+    if ctx is None or call is None:
+        return None
+    refusal = ctx.scope.refusals.get(call.name)
+    if refusal is None:
+        return None
+    shapes = {f"input {i}" if len(call.inputs) > 1 else "input": s
+              for i, s in enumerate(ctx.in_shapes(call))}
+    if not refusal.never:
+        if refusal.error is None:
+            return None
+        return failure_finding(
+            CALL_FAILED, failure, ctx, call,
+            f"{call.cls} `{call.name}`: {refusal.error}", shapes=shapes,
+            hint="check the layer's arguments against the input shapes shown")
+    c = refusal.never[0]
+    return failure_finding(
+        INCOMPATIBLE, failure, ctx, call,
+        f"{call.cls} `{call.name}` needs {dims.fmt(c.lhs)} == {dims.fmt(c.rhs)} "
+        f"({c.reason}); they are never equal", shapes=shapes,
+        hint="make the two sizes agree where they are created")
+
+
 @failure_check(priority=99)
 def call_failed(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     op = failure.op

@@ -1,0 +1,85 @@
+"""Every rule: its doc, a bad fixture with exactly the marked findings, a clean good one.
+
+Fixtures live in ``fixtures/rules/``: ``SC123_bad.py`` marks each line where a
+finding is expected with ``# expect: SC123`` (several codes: ``# expect: SC123,
+SC456``); ``SC123_good.py`` must produce no finding at all.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shapecheck.rules import all_rules
+from shapecheck.runner import check_files_together
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "fixtures" / "rules"
+# Families whose rules need data or execution (issues on data and --run).
+LATER_FAMILIES = ("SC6", "SC8")
+CODES = [r.code for r in all_rules() if not r.code.startswith(LATER_FAMILIES)]
+_MARK = re.compile(r"#\s*expect:\s*([A-Z0-9, ]+)")
+
+
+def expected(path: Path) -> set[tuple[str, int]]:
+    out = set()
+    for n, text in enumerate(path.read_text().splitlines(), start=1):
+        m = _MARK.search(text)
+        if m:
+            out |= {(code.strip(), n) for code in m.group(1).split(",") if code.strip()}
+    return out
+
+
+@pytest.fixture(scope="session")
+def rule_reports() -> dict[str, object]:
+    paths = sorted(str(p) for p in RULES_DIR.glob("SC*.py"))
+    reports = check_files_together(paths, timeout=900)
+    return {Path(p).name: r for p, r in zip(paths, reports)}
+
+
+def _found(report: object) -> set[tuple[str, int]]:
+    return {(d.code, d.line) for d in report.diagnostics}
+
+
+def _describe(report: object) -> str:
+    lines = [f"{d.code} line {d.line}: {d.message}" for d in report.diagnostics]
+    if report.error is not None:
+        lines.append(f"script error: {report.error.message}")
+    return "\n".join(lines) or "(nothing)"
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_bad_fixture_raises_exactly_the_marked_findings(code, rule_reports):
+    name = f"{code}_bad.py"
+    assert name in rule_reports, f"missing fixtures/rules/{name}"
+    report = rule_reports[name]
+    want = expected(RULES_DIR / name)
+    assert any(c == code for c, _ in want), f"{name} marks no {code} finding"
+    assert report.status != "failed", _describe(report)
+    assert _found(report) == want, _describe(report)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_good_fixture_is_clean(code, rule_reports):
+    name = f"{code}_good.py"
+    assert name in rule_reports, f"missing fixtures/rules/{name}"
+    report = rule_reports[name]
+    assert report.error is None, report.error.message
+    assert report.models, "the good fixture builds no model"
+    assert report.diagnostics == [], _describe(report)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_rule_doc_has_every_section(code):
+    spec = next(r for r in all_rules() if r.code == code)
+    for section in ("## What it does", "## Why is this bad", "## Example", "## Use instead"):
+        assert section in spec.doc, f"{code} doc lacks {section!r}"
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", spec.name), spec.name
+
+
+def test_codes_and_names_are_unique():
+    rules = all_rules()
+    assert len({r.code for r in rules}) == len(rules)
+    assert len({r.name for r in rules}) == len(rules)
