@@ -12,6 +12,7 @@ Only the child process that runs the user's script installs these patches.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import sys
@@ -49,6 +50,17 @@ class Capture:
     data_calls: list[DataCall] = field(default_factory=list)
     compiled: dict[int, dict] = field(default_factory=dict)
     failures: list[Any] = field(default_factory=list)  # shapecheck.standin.Failure
+    recent: Any = field(default_factory=lambda: collections.deque(maxlen=256))  # CallSite
+
+
+@dataclass
+class CallSite:
+    """A user's layer call, kept to explain an error on its line."""
+
+    op: Any
+    path: str | None
+    line: int | None
+    n_outputs: int
 
 
 CAPTURE = Capture()
@@ -90,19 +102,26 @@ def user_site(skip: int = 1) -> tuple[str | None, int | None]:
     return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
 
 
-def user_position(skip: int = 1) -> tuple[str | None, int | None, int | None]:
-    """``(path, line, column)`` of the innermost user frame; column is 1-based."""
+Position = tuple[str | None, int | None, int | None, int | None]
+
+
+def user_position(skip: int = 1) -> Position:
+    """``(path, line, column, end column)`` of the innermost user frame's call.
+
+    Columns are 1-based and inclusive; None when Python cannot tell."""
     frame = _user_frame(skip)
     if frame is None:
-        return None, None, None
-    line, col = frame.f_lineno, None
+        return None, None, None, None
+    line, col, end = frame.f_lineno, None, None
     try:
         pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
         if pos[0] == line and pos[2] is not None:
             col = pos[2] + 1
+            if pos[1] == line and pos[3] is not None:
+                end = pos[3]
     except (IndexError, AttributeError):
         pass
-    return os.path.abspath(frame.f_code.co_filename), line, col
+    return os.path.abspath(frame.f_code.co_filename), line, col, end
 
 
 def install() -> Capture:
@@ -132,6 +151,10 @@ def install() -> Capture:
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
         self._shapecheck_internal = any(op is not self.operation for op in _ACTIVE)
+        if not self._shapecheck_internal:
+            op = getattr(self.operation, "failed_op", self.operation)
+            CAPTURE.recent.append(CallSite(op, self._shapecheck_site[0],
+                                           self._shapecheck_site[1], len(self.outputs)))
 
     Node.__init__ = init_node
 
@@ -196,11 +219,11 @@ def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
     tensors = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
     if not tensors:
         return None
-    path, line, col = user_position(3)
+    path, line, col, end_col = user_position(3)
     if path is None:
         return None
     failure = Failure(op=op, error_type=type(err).__name__, message=clean_message(err),
-                      path=path, line=line, col=col,
+                      path=path, line=line, col=col, end_col=end_col,
                       input_shapes=[tuple(t.shape) for t in tensors], inputs=tensors)
     CAPTURE.failures.append(failure)
     return failure
@@ -225,7 +248,9 @@ def _patch_training(Model: type) -> None:
     compile_original = Model.compile
 
     def compile(self: Any, *args: Any, **kwargs: Any) -> Any:
-        CAPTURE.compiled[id(self)] = {"args": args, "kwargs": kwargs}
+        path, line = user_site(2)
+        CAPTURE.compiled[id(self)] = {"args": args, "kwargs": kwargs, "path": path,
+                                      "line": line}
         return compile_original(self, *args, **kwargs)
 
     Model.compile = compile

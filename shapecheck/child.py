@@ -13,6 +13,8 @@ import os
 import runpy
 import sys
 import traceback
+from dataclasses import dataclass
+from typing import Any
 
 
 def user_traceback(err: BaseException, skip: tuple[str, ...]) -> str:
@@ -25,12 +27,37 @@ def user_traceback(err: BaseException, skip: tuple[str, ...]) -> str:
     return "".join(lines).rstrip()
 
 
+@dataclass
+class ScriptErrorInfo:
+    """Where and how the script stopped, for rules that explain it."""
+
+    error_type: str
+    message: str
+    path: str | None
+    line: int | None
+    source: str | None
+    calls_at_line: list[Any]  # capture.CallSite made on that line
+
+
+def _error_info(err: BaseException, skip: tuple[str, ...], cap: Any) -> ScriptErrorInfo:
+    import linecache
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    path = os.path.abspath(frames[-1].filename) if frames else None
+    line = frames[-1].lineno if frames else None
+    calls = [c for c in cap.recent if c.path == path and c.line == line]
+    source = linecache.getline(path, line).rstrip("\n") if path and line else None
+    return ScriptErrorInfo(type(err).__name__, str(err), path, line, source, calls)
+
+
 def run(result_path: str, script: str, argv: list[str]) -> int:
     from shapecheck import capture
     from shapecheck.analyze import display_path
     from shapecheck.report import FileReport, ScriptError
 
     report = FileReport(path=display_path(script))
+    stopped = None
     if not capture.INSTALLED:
         capture.install()
     cap = capture.reset()
@@ -50,12 +77,19 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
         skip = capture._SKIP_PREFIXES + (os.path.abspath(__file__),
                                         os.path.dirname(runpy.__file__) + os.sep)
         report.error = ScriptError("script-error", user_traceback(err, skip))
+        stopped = _error_info(err, skip, cap)
 
     from shapecheck.analyze import analyze
 
     report.models, found = analyze(
         [(r.model, r.path, r.line) for r in cap.models if not r.internal],
         failures=cap.failures, compiled=cap.compiled)
+    if stopped is not None:
+        from shapecheck.rules.engine import script_error_findings
+
+        for d in script_error_findings(stopped):
+            d.path = display_path(d.path)
+            found.append(d)
     report.diagnostics.extend(found)
     report.finish()
     with open(result_path, "w", encoding="utf-8") as fh:

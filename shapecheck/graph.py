@@ -30,6 +30,7 @@ class LayerCall:
     seq: int = 0  # creation order, for a stable listing
     internal: bool = False  # made by Keras inside another call (e.g. mask ops)
     col: int | None = None
+    end_col: int | None = None
     failure: Any = None  # a shapecheck.standin.Failure when Keras refused the call
 
     @property
@@ -143,7 +144,7 @@ def build_graph(model: Any) -> ModelGraph:
 
 
 def _make_call(op: Any, knode: Any) -> LayerCall:
-    site = tuple(getattr(knode, "_shapecheck_site", None) or ()) + (None, None, None)
+    site = tuple(getattr(knode, "_shapecheck_site", None) or ()) + (None,) * 4
     failure = getattr(op, "failure", None) if hasattr(op, "failed_op") else None
     if failure is not None:  # a stand-in for a refused call: show the real layer
         op = op.failed_op
@@ -153,7 +154,7 @@ def _make_call(op: Any, knode: Any) -> LayerCall:
         cls=type(op).__name__,
         inputs=[key(t) for t in knode.arguments.keras_tensors],
         outputs=[key(t) for t in knode.outputs],
-        path=site[0], line=site[1], col=site[2],
+        path=site[0], line=site[1], col=site[2], end_col=site[3],
         seq=getattr(knode, "_shapecheck_seq", 0),
         internal=getattr(knode, "_shapecheck_internal", False),
         failure=failure,

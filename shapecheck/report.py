@@ -95,6 +95,7 @@ class Diagnostic:
     name: str | None = None  # the rule's kebab-case name
     shapes: dict[str, Any] = field(default_factory=dict)  # label -> shape (JSON dims)
     col: int | None = None  # 1-based column of the call on ``line``
+    end_col: int | None = None  # its last column, when on the same line
     source: str | None = None  # the text of ``line``
     follows: str | None = None  # "SC102 at model.py:12": the finding this one follows from
 

@@ -26,6 +26,7 @@ class Failure:
     path: str | None
     line: int | None
     col: int | None
+    end_col: int | None
     input_shapes: list[tuple]  # Keras shapes of the tensor arguments (None: unknown)
     inputs: list[Any] = field(default_factory=list)  # the KerasTensor arguments
     outputs: list[tuple] = field(default_factory=list)  # shapes of the stand-in outputs

@@ -71,11 +71,12 @@ def render_finding(console: Console, d: Diagnostic) -> None:
     if d.source and d.line:
         gutter = " " * len(str(d.line))
         console.print(f"  [blue]{gutter} |[/]")
-        console.print(f"  [blue]{d.line} |[/] {escape(d.source)}")
+        console.print(f"  [blue]{d.line} |[/] {escape(d.source)}", soft_wrap=True)
         if d.col:
-            rest = d.source[d.col - 1:]
-            width = max(1, len(rest.rstrip()))
-            console.print(f"  [blue]{gutter} |[/] {' ' * (d.col - 1)}[{colour}]{'^' * width}[/]")
+            end = d.end_col or len(d.source.rstrip())
+            width = max(1, end - d.col + 1)
+            console.print(f"  [blue]{gutter} |[/] {' ' * (d.col - 1)}[{colour}]{'^' * width}[/]",
+                          soft_wrap=True)
         console.print(f"  [blue]{gutter} |[/]")
     eq = f"  [blue]{' ' * len(str(d.line or ''))} =[/]"
     for label, shape in d.shapes.items():

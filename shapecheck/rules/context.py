@@ -116,7 +116,7 @@ class ModelContext:
         shapes = shapes or {}
         fields: dict[str, Any] = dict(
             model=self.name, layer=call.name, path=self.show(call.path), line=call.line,
-            col=call.col, source=source_line(call.path, call.line), hint=hint,
+            col=call.col, end_col=call.end_col, source=source_line(call.path, call.line), hint=hint,
             shapes={k: jshape(v) for k, v in shapes.items()},
             dims=dims_ if dims_ is not None else self.dim_origins(shapes.values()))
         if severity:
@@ -147,7 +147,7 @@ def failure_finding(spec: RuleSpec, failure: Any, ctx: ModelContext | None,
         shapes = shapes or {}
         d = spec.finding(message, layer=getattr(failure.op, "name", None),
                          path=(show or (lambda p: p))(failure.path), line=failure.line,
-                         col=failure.col, source=source_line(failure.path, failure.line),
+                         col=failure.col, end_col=failure.end_col, source=source_line(failure.path, failure.line),
                          hint=hint, shapes={k: jshape(v) for k, v in shapes.items()})
     d.path = d.path if d.path else failure.path
     return d
