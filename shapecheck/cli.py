@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from shapecheck.runner import DEFAULT_TIMEOUT
@@ -11,6 +12,9 @@ from shapecheck.runner import DEFAULT_TIMEOUT
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="shapecheck",
+        usage="shapecheck PATH... [options] [-- SCRIPT-ARGS]\n"
+              "       shapecheck rules      (list the rules)\n"
+              "       shapecheck rule CODE  (explain one rule)",
         description="Find shape errors in Keras model scripts before training. "
                     "Each script runs as `python SCRIPT` would, in its own process; "
                     "fit/evaluate/predict become dry runs (nothing is trained).",
@@ -22,7 +26,37 @@ def parser() -> argparse.ArgumentParser:
                    help="output format (default: rich console tables)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit per script (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--select", action="append", metavar="CODES",
+                   help="only these rule codes or prefixes (comma-separated, e.g. SC3,SC401)")
+    p.add_argument("--ignore", action="append", metavar="CODES",
+                   help="leave out these rule codes or prefixes (the longer prefix wins "
+                        "over --select)")
+    p.add_argument("--no-tables", action="store_true",
+                   help="rich output: findings only, without each model's shape table")
     return p
+
+
+def _codes(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [c.strip().upper() for v in values for c in v.split(",") if c.strip()]
+
+
+def catalog_main(argv: list[str]) -> int:
+    """``shapecheck rules`` lists the catalog; ``shapecheck rule CODE`` prints one doc."""
+    from shapecheck.render import catalog
+
+    if argv[0] == "rules":
+        p = argparse.ArgumentParser(prog="shapecheck rules",
+                                    description="List every rule shapecheck applies.")
+        p.add_argument("--format", choices=("rich", "json"), default="rich")
+        opts = p.parse_args(argv[1:])
+        catalog.render_rules(opts.format)
+        return 0
+    p = argparse.ArgumentParser(prog="shapecheck rule", description="Explain one rule.")
+    p.add_argument("code", help="a rule code (SC303) or name (rank-broadcast)")
+    opts = p.parse_args(argv[1:])
+    return 0 if catalog.render_rule(opts.code) else 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, script_args = argv[:cut], argv[cut + 1:]
+    if argv and argv[0] in ("rules", "rule") and not os.path.exists(argv[0]):
+        return catalog_main(argv)
     opts = parser().parse_args(argv)
 
     from shapecheck.report import Report
@@ -38,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report([check_file(p, timeout=opts.timeout, args=script_args)
                      for p in opts.paths])
+    report.filter(_codes(opts.select), _codes(opts.ignore))
     if opts.format == "json":
         from shapecheck.render.jsondoc import render
 
@@ -45,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from shapecheck.render.console import render
 
-        render(report)
+        render(report, tables=not opts.no_tables)
     return report.exit_code
 
 

@@ -172,6 +172,16 @@ class Report:
     def models(self) -> list[ModelEntry]:
         return [m for f in self.files for m in f.models]
 
+    def filter(self, select: list[str] | None = None,
+               ignore: list[str] | None = None) -> "Report":
+        """Keep the findings whose codes pass ``select``/``ignore`` (codes or prefixes)."""
+        from shapecheck.rules.catalog import selected
+
+        for f in self.files:
+            f.diagnostics = [d for d in f.diagnostics if selected(d.code, select, ignore)]
+            f.finish()
+        return self
+
     @property
     def diagnostics(self) -> list[Diagnostic]:
         return [d for f in self.files for d in f.diagnostics]

@@ -32,6 +32,8 @@ import pytest
 from shapecheck import dims
 from shapecheck.infer import ModelShapes, infer_model
 from shapecheck.oracle import assignments, check_against_keras
+from shapecheck.rules.context import ModelContext
+from shapecheck.rules.engine import model_findings
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:The structure of `inputs` doesn't match:UserWarning")
@@ -181,6 +183,15 @@ def input_dim_names(shapes: ModelShapes) -> set[str]:
 
 
 # --- the checks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", APPS, ids=[a.id for a in APPS])
+def test_rules_raise_no_error_or_warning(app: App) -> None:
+    """A false alarm on a real model is a bug as bad as a miss."""
+    model, shapes = _model_and_shapes(app)
+    ctx = ModelContext(model, shapes, lambda p: p)
+    loud = [d for d in model_findings(ctx) if d.severity in ("error", "warning")]
+    assert not loud, "\n".join(f"{d.code} at {d.layer}: {d.message}" for d in loud)
 
 
 @pytest.mark.parametrize("app", APPS, ids=[a.id for a in APPS])
