@@ -25,14 +25,20 @@ def check_script(path: str, *, timeout: float | None = None,
     return Report([check_file(path, timeout=timeout or DEFAULT_TIMEOUT, args=list(args))])
 
 
-def check_model(model: Any, dims: dict[str, int] | None = None) -> Report:
+def check_model(model: Any, dims: dict[str, int] | None = None, *,
+                select: Sequence[str] | None = None,
+                ignore: Sequence[str] | None = None) -> Report:
     """Check a Keras model built in this process (no script, no child process).
 
     ``dims`` binds named dims to sizes (``{"T": 20}``): shapes are reported
-    with those sizes substituted.
+    with those sizes substituted.  ``select``/``ignore`` filter findings by
+    code or prefix, as the command's options do.
     """
-    from shapecheck.analyze import model_entry
+    from shapecheck.analyze import analyze
     from shapecheck.report import FileReport
 
-    f = FileReport(path=None, models=[model_entry(model, bindings=dims)])
-    return Report([f.finish()])
+    models, found = analyze([(model, None, None)], bindings=dims)
+    report = Report([FileReport(path=None, models=models, diagnostics=found).finish()])
+    if select or ignore:
+        report.filter(list(select or ()) or None, list(ignore or ()) or None)
+    return report

@@ -130,3 +130,19 @@ def test_report_round_trips_findings_through_json(tmp_path: Path) -> None:
     report = Report.from_dict(json.loads(proc.stdout))
     assert report.to_dict() == json.loads(proc.stdout)
     assert report.exit_code == 1
+
+
+def test_check_model_api_reports_findings_on_a_model_built_here() -> None:
+    import keras
+    from keras import layers
+
+    import shapecheck
+
+    seq = keras.Input(shape=(32, 8))
+    last = layers.GRU(4, name="last")(seq)
+    steps = layers.GRU(4, return_sequences=True, name="steps")(seq)
+    model = keras.Model(seq, layers.Add(name="mix")([last, steps]))
+    report = shapecheck.check_model(model)
+    assert [(d.code, d.layer) for d in report.diagnostics] == [("SC303", "mix")]
+    assert report.exit_code == 1
+    assert shapecheck.check_model(model, ignore=["SC303"]).exit_code == 0
