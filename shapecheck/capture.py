@@ -147,7 +147,7 @@ def install() -> Capture:
 
     def init_node(self: Any, *args: Any, **kwargs: Any) -> None:
         node_init(self, *args, **kwargs)
-        self._shapecheck_site = user_position(2)
+        self._shapecheck_site = _call_site(self.operation, 2)
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
         self._shapecheck_internal = any(op is not self.operation for op in _ACTIVE)
@@ -201,6 +201,15 @@ def install() -> Capture:
     record_model(Sequential)
     record_model(Model)
 
+    layer_init = Layer.__init__
+
+    def init_layer(self: Any, *args: Any, **kwargs: Any) -> None:
+        layer_init(self, *args, **kwargs)
+        if not _ACTIVE:  # made by the user, not inside another layer
+            self._shapecheck_created = user_position(2)
+
+    Layer.__init__ = init_layer
+
     _patch_training(Model)
     return CAPTURE
 
@@ -219,14 +228,27 @@ def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
     tensors = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
     if not tensors:
         return None
-    path, line, col, end_col = user_position(3)
+    path, line, col, end_col = _call_site(op, 3)
     if path is None:
         return None
+    shapes = [tuple(t.shape) for t in tensors]
+    for old in CAPTURE.failures:  # Sequential rebuilds itself on every add()
+        if old.op is op and old.input_shapes == shapes and old.line == line:
+            return old
     failure = Failure(op=op, error_type=type(err).__name__, message=clean_message(err),
                       path=path, line=line, col=col, end_col=end_col,
                       input_shapes=[tuple(t.shape) for t in tensors], inputs=tensors)
     CAPTURE.failures.append(failure)
     return failure
+
+
+def _call_site(op: Any, skip: int) -> Position:
+    """Where the user called ``op``; for a layer that a Sequential model calls
+    itself, where the user made the layer (its line in the list or ``add``)."""
+    created = getattr(getattr(op, "failed_op", op), "_shapecheck_created", None)
+    if created is not None and created[0] is not None and _inside_sequential_build():
+        return created
+    return user_position(skip + 1)
 
 
 def _inside_sequential_build() -> bool:

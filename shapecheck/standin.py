@@ -71,7 +71,10 @@ def guess_outputs(op: Any, args: tuple, kwargs: dict) -> Any:
 
     def to_keras(result: Any) -> Any:
         if isinstance(result, tuple) and all(_dimlike(d) for d in result):
-            return tuple(d if isinstance(d, int) else None for d in map(dims.norm, result))
+            out = tuple(d if isinstance(d, int) else None for d in map(dims.norm, result))
+            if any(d is not None and d < 1 for d in out):
+                raise ValueError(f"no valid guess: {out}")
+            return out
         if isinstance(result, Sym):
             return to_keras(result.shape)
         if isinstance(result, (list, tuple)):
@@ -132,8 +135,14 @@ def _fit_rank(op: Any, args: tuple) -> tuple | None:
     shape = args[0].shape
     if len(shape) > want:  # drop the axes right after the batch
         shape = shape[:1] + shape[len(shape) - want + 1:]
-    elif len(shape) < want:  # add unit axes after the batch
-        shape = shape[:1] + (1,) * (want - len(shape)) + shape[1:]
+    elif len(shape) < want:
+        from shapecheck.rules.construction import expectation
+
+        pad = (1,) * (want - len(shape))
+        if (expectation(op) or "").endswith("channels)"):  # a missing channel axis
+            shape = shape + pad
+        else:  # a missing time axis
+            shape = shape[:1] + pad + shape[1:]
     else:
         return None
     return (Sym(shape, args[0].dtype),) + tuple(args[1:])
@@ -159,7 +168,11 @@ def make_standin(op: Any, args: tuple, kwargs: dict, failure: Failure) -> Any:
             return {k: build(v) for k, v in g.items()}
         return [build(x) for x in g]
 
-    specs = build(guess)
+    try:
+        specs = build(guess)
+    except Exception:  # the guess is not a valid shape: pass the input through
+        guess = tuple(tensors[0].shape) if tensors else (None,)
+        specs = build(guess)
     from keras import tree
 
     failure.outputs = [tuple(t.shape) for t in tree.flatten(specs)]

@@ -146,3 +146,12 @@ def test_check_model_api_reports_findings_on_a_model_built_here() -> None:
     assert [(d.code, d.layer) for d in report.diagnostics] == [("SC303", "mix")]
     assert report.exit_code == 1
     assert shapecheck.check_model(model, ignore=["SC303"]).exit_code == 0
+
+
+def test_sequential_errors_point_at_each_layer_once() -> None:
+    proc = shapecheck("--format", "json", "fixtures/sequential_errors.py")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    path = FIXTURES / "sequential_errors.py"
+    got = [(d["code"], d["layer"], d["line"]) for d in findings(proc)]
+    assert got == [("SC102", "lstm", line_of(path, "layers.LSTM(8)")),
+                   ("SC102", "conv2d", line_of(path, "layers.Conv2D(4, 3)"))]
