@@ -151,7 +151,22 @@ def main(argv: list[str] | None = None) -> int:
                                    or getattr(model, "_functional", None) is not None):
             continue
         shapes = infer_model(model)
-        found = check_against_keras(model, shapes=shapes)
+        refused = [c.name for c in shapes.graph.calls if c.failure is not None]
+        if refused:  # stand-ins for calls Keras refused cannot run
+            print(json.dumps({"model": model.name, "skipped": "refused calls: "
+                              + ", ".join(refused)}))
+            continue
+        try:
+            found = check_against_keras(model, shapes=shapes)
+        except Exception as err:  # the model fails when run: did a finding predict it?
+            from shapecheck.rules.context import ModelContext
+            from shapecheck.rules.engine import model_findings
+
+            ctx = ModelContext(model, shapes, lambda p: p)
+            errors = sorted({d.code for d in model_findings(ctx) if d.severity == "error"})
+            print(json.dumps({"model": model.name, "run_error": f"{type(err).__name__}: "
+                              f"{str(err)[:300]}", "findings": errors}))
+            continue
         print(json.dumps({"model": model.name,
                           "notes": [f"{n.kind}: {n.layer}: {n.message}"
                                     for n in shapes.scope.notes],

@@ -26,5 +26,11 @@ def test_fixture_shapes_agree_with_keras(script: Path, tmp_path: Path) -> None:
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert results, "the script built no model"
     for r in results:
+        if "skipped" in r:  # a model with calls Keras refused (findings, not oracle cases)
+            assert r["skipped"].startswith("refused calls"), r
+            continue
+        if "run_error" in r:  # the model fails when run: an error finding must say so
+            assert r["findings"], r
+            continue
         assert r["notes"] == [], r
         assert r["mismatches"] == [], r
