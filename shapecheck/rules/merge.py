@@ -73,7 +73,9 @@ RANK_BROADCAST = define("SC303", "rank-broadcast", "error",
 
     ## Why is this bad
     Nothing fails: the model trains on the wrong numbers, or fails only for
-    other sizes.
+    other sizes. An error when the smaller tensor is the last step of a
+    recurrent layer or lines up by accident; a warning when one vector per
+    sample is repeated over the other axes (say so with `RepeatVector`).
 
     ## Example
     ```python
@@ -278,6 +280,7 @@ def rank_broadcast(ctx: ModelContext) -> Iterator[Any]:
                        f"as {dims.fmt_shape(expanded)} over "
                        f"{dims.fmt_shape(big)}")
             rnn = sequence_source(ctx, p)
+            severity = "error"
             if rnn is not None:
                 hint = (f"`{rnn.name}` returns only its last step; set "
                         "`return_sequences=True` on it to merge step by step, or use "
@@ -289,10 +292,11 @@ def rank_broadcast(ctx: ModelContext) -> Iterator[Any]:
                             f"last axis of the other input, not with its axis {k}: add the "
                             f"missing axis where it belongs, e.g. "
                             f"`layers.Reshape(({dims.fmt(small[-1])}, 1))`")
-                else:
+                else:  # one vector per sample repeated over steps: maybe meant
+                    severity = "warning"
                     hint = ("make the repetition explicit (`RepeatVector`, "
                             "`ops.expand_dims`) or give both inputs the same rank")
-            yield ctx.finding(RANK_BROADCAST, call, message,
+            yield ctx.finding(RANK_BROADCAST, call, message, severity=severity,
                               shapes=_labelled(ctx, call), hint=hint)
 
 
