@@ -90,6 +90,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     """
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.engine import dedupe, explain_failure, mark_follows, model_findings
+    from shapecheck.rules.sizes import minimum_sizes
 
     entries: list[ModelEntry] = []
     roots: dict[int, Diagnostic] = {}  # id(failure) -> its finding
@@ -98,8 +99,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
         kind = model_kind(model)
         try:
             shapes = infer_model(model) if kind in ("functional", "sequential") else None
-            entries.append(model_entry(model, path, line, show, bindings, shapes))
             if shapes is None:
+                entries.append(model_entry(model, path, line, show, bindings, shapes))
                 continue
             ctx = ModelContext(model, shapes, show, (compiled or {}).get(id(model)))
             mine: list[Diagnostic] = []
@@ -111,6 +112,10 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             mine += model_findings(ctx)
             mark_follows(ctx, mine, roots)
             found += mine
+            entry = model_entry(model, path, line, show, bindings, shapes)
+            entry.minimums = {n: {"size": size, "layer": layer}
+                              for n, (size, layer) in minimum_sizes(ctx).items()}
+            entries.append(entry)
         except Exception as err:  # our own bug: say so, never crash
             entry = ModelEntry(getattr(model, "name", "?"), kind, show(path), line)
             entry.notes.append(NoteEntry(entry.name, "internal-error",

@@ -64,11 +64,13 @@ class ModelEntry:
     dims: dict[str, str] = field(default_factory=dict)  # name -> origin
     constraints: list[ConstraintEntry] = field(default_factory=list)
     notes: list[NoteEntry] = field(default_factory=list)
+    # named dim -> {"size": smallest size every window fits, "layer": the one that sets it}
+    minimums: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line,
                 "layers": [layer.to_dict() for layer in self.layers],
-                "dims": dict(self.dims),
+                "dims": dict(self.dims), "minimums": dict(self.minimums),
                 "constraints": [asdict(c) for c in self.constraints],
                 "notes": [asdict(n) for n in self.notes]}
 
@@ -78,7 +80,8 @@ class ModelEntry:
                    [LayerEntry.from_dict(x) for x in d.get("layers", [])],
                    dict(d.get("dims", {})),
                    [ConstraintEntry(**c) for c in d.get("constraints", [])],
-                   [NoteEntry(**n) for n in d.get("notes", [])])
+                   [NoteEntry(**n) for n in d.get("notes", [])],
+                   dict(d.get("minimums", {})))
 
 
 @dataclass

@@ -71,10 +71,9 @@ def guess_outputs(op: Any, args: tuple, kwargs: dict) -> Any:
 
     def to_keras(result: Any) -> Any:
         if isinstance(result, tuple) and all(_dimlike(d) for d in result):
-            out = tuple(d if isinstance(d, int) else None for d in map(dims.norm, result))
-            if any(d is not None and d < 1 for d in out):
-                raise ValueError(f"no valid guess: {out}")
-            return out
+            # a size below 1 (a window larger than its axis) is unknown, not invalid
+            return tuple(d if isinstance(d, int) and d >= 1 else None
+                         for d in map(dims.norm, result))
         if isinstance(result, Sym):
             return to_keras(result.shape)
         if isinstance(result, (list, tuple)):
@@ -84,6 +83,9 @@ def guess_outputs(op: Any, args: tuple, kwargs: dict) -> Any:
         raise TypeError(result)
 
     tensors = _keras_tensors((args, kwargs))
+    if type(op).__name__ == "Reshape" and tensors:  # what the user asked for
+        target = tuple(None if t == -1 else int(t) for t in op.target_shape)
+        return (tensors[0].shape[0],) + target
     fn = find_rule(op)
     sym_args, sym_kwargs = to_sym(args), to_sym(kwargs)
     if fn is not None and tensors:

@@ -155,3 +155,16 @@ def test_sequential_errors_point_at_each_layer_once() -> None:
     got = [(d["code"], d["layer"], d["line"]) for d in findings(proc)]
     assert got == [("SC102", "lstm", line_of(path, "layers.LSTM(8)")),
                    ("SC102", "conv2d", line_of(path, "layers.Conv2D(4, 3)"))]
+
+
+def test_tied_sizes_read_as_divisibility_where_that_is_what_they_mean() -> None:
+    from shapecheck import dims
+    from shapecheck.rules.merge import condition
+
+    H = dims.symbol("H")
+    half = dims.floordiv(H, 2)
+    quarter = dims.floordiv(half, 2)
+    assert condition(dims.mul(4, quarter), H) == "H is a multiple of 4"
+    assert condition(dims.mul(2, quarter), half) == "H % 4 is 0 or 1"
+    assert condition(dims.symbol("T_a"), dims.symbol("T_b")) == "T_a == T_b"
+    assert condition(dims.mul(3, H), 48) == "H == 16"

@@ -44,7 +44,9 @@ def render_model(console: Console, model: ModelEntry) -> None:
                           escape(where))
         console.print(table)
     for n, o in model.dims.items():
-        console.print(f"  [bold]dim[/] [green]{escape(n)}[/] = {escape(o)}")
+        low = model.minimums.get(n)
+        need = (f"; needs {n} >= {low['size']} (`{escape(low['layer'])}`)" if low else "")
+        console.print(f"  [bold]dim[/] [green]{escape(n)}[/] = {escape(o)}{need}")
     for c in model.constraints:
         verdict = {True: "holds", False: "[red]never holds[/]", None: "needed"}[c.holds]
         console.print(f"  [bold]constraint[/]: {escape(_dim(c.lhs))} == {escape(_dim(c.rhs))} "

@@ -14,7 +14,10 @@ def explain_failure(failure: Any, ctx: ModelContext | None, call: Any,
     """The finding for one call Keras refused (the generic one if no rule is sharper)."""
     load()
     for _, fn in FAILURE_CHECKS:
-        d = fn(failure, ctx, call)
+        try:
+            d = fn(failure, ctx, call)
+        except Exception:  # a rule's own bug: the next, more general rule answers
+            d = None
         if d is not None:
             if ctx is None:
                 d.path = show(failure.path)
@@ -28,10 +31,14 @@ def model_findings(ctx: ModelContext) -> list[Diagnostic]:
     failed = {c.name for c in ctx.calls if c.failure is not None}
     out: list[Diagnostic] = []
     for fn in MODEL_CHECKS:
-        for d in fn(ctx) or ():
-            if d.layer in failed:
-                continue
-            out.append(d)
+        try:
+            found = list(fn(ctx) or ())
+        except Exception as err:  # a rule's own bug must not hide the other findings
+            ctx.scope.note(ctx.name, "rule-error",
+                           f"rule {fn.__module__}.{fn.__name__} failed: "
+                           f"{type(err).__name__}: {err}")
+            continue
+        out += [d for d in found if d.layer not in failed]
     return out
 
 

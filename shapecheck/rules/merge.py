@@ -220,9 +220,36 @@ def _has_free(d: Any) -> bool:
     return d is not None and not isinstance(d, int) and bool(dims.free_names(d) - {"batch"})
 
 
+_SCAN = range(1, 1025)
+
+
+def condition(lhs: Any, rhs: Any) -> str:
+    """``lhs == rhs`` in words: ``H is a multiple of 4`` where that is what it means."""
+    free = (dims.free_names(lhs) | dims.free_names(rhs)) - {"batch"}
+    text = f"{dims.fmt(lhs)} == {dims.fmt(rhs)}"
+    if len(free) != 1:
+        return text
+    name = next(iter(free))
+    try:
+        ok = [n for n in _SCAN if dims.evaluate(lhs, {name: n}) == dims.evaluate(rhs, {name: n})]
+    except Exception:  # an expression the evaluator cannot take: say it as it is
+        return text
+    if len(ok) == 1:
+        return f"{name} == {ok[0]}"
+    holds = [n in set(ok) for n in _SCAN]
+    for period in range(2, 65):  # a pattern that repeats: a divisibility condition
+        if all(holds[i] == holds[i + period] for i in range(len(holds) - period)):
+            residues = sorted({n % period for n in ok})
+            if residues == [0]:
+                return f"{name} is a multiple of {period}"
+            if residues:
+                return f"{name} % {period} is {' or '.join(map(str, residues))}"
+    return text
+
+
 @model_check
 def tied_dims(ctx: ModelContext) -> Iterator[Any]:
-    seen: set[tuple] = set()
+    by_call: dict[int, list[str]] = {}
     for c in ctx.scope.constraints:
         if c.holds is not None:
             continue
@@ -231,17 +258,20 @@ def tied_dims(ctx: ModelContext) -> Iterator[Any]:
             continue
         if not (_has_free(c.lhs) or _has_free(c.rhs)):
             continue
-        key = (str(c.lhs), str(c.rhs))
-        if key in seen:
-            continue
-        seen.add(key)
+        text = condition(c.lhs, c.rhs)
+        if text not in by_call.setdefault(call.id, []):
+            by_call[call.id].append(text)
+    for cid, conditions in by_call.items():
+        call = ctx.by_id[cid]
+        multiples = all("multiple of" in t for t in conditions)
         yield ctx.finding(
             DIMS_MUST_AGREE, call,
-            f"{call.cls} `{call.name}` works only when {dims.fmt(c.lhs)} == "
-            f"{dims.fmt(c.rhs)} ({c.reason})",
+            f"{call.cls} `{call.name}` works only when {' and '.join(conditions)}",
             shapes=_labelled(ctx, call),
-            hint="make sure the data gives these axes the same size, or fix both sizes "
-                 "in the model's inputs")
+            hint=("pad or resize the data to such sizes, or declare them in the "
+                  "model's inputs" if multiples else
+                  "make sure the data gives these axes the same size, or fix both sizes "
+                  "in the model's inputs"))
 
 
 # --- SC303: Merge layers repeating a lower-rank tensor ---------------------------------

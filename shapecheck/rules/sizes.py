@@ -53,7 +53,7 @@ SHRINKS = define("SC201", "axis-shrinks-to-zero", "error",
     ```
     """)
 
-RESHAPE_SIZE = define("SC203", "reshape-size", "error",
+RESHAPE_SIZE = define("SC202", "reshape-size", "error",
                       "a Reshape target does not hold the input's elements", """
     ## What it does
     Compares the elements per sample of a `Reshape`'s input with its target
@@ -79,7 +79,7 @@ RESHAPE_SIZE = define("SC203", "reshape-size", "error",
     ```
     """)
 
-FROZEN_DIM = define("SC204", "frozen-dim", "warning",
+FROZEN_DIM = define("SC203", "frozen-dim", "warning",
                     "a literal size fixes a dim that a model input leaves variable", """
     ## What it does
     Finds a literal size that pins down a size a model input declares as
@@ -552,7 +552,7 @@ def _minimum_for(name: str, reqs: list[Any]) -> tuple[int, str] | None:
     return value, best[1]
 
 
-# --- SC203: Reshape element counts --------------------------------------------------------
+# --- SC202: Reshape element counts --------------------------------------------------------
 
 
 def _target(op: Any) -> tuple[int, ...] | None:
@@ -726,7 +726,7 @@ def reshape_never_fits(ctx: ModelContext) -> Iterator[Any]:
                           hint=_reshape_hint(dims.prod(list(x[1:])), target))
 
 
-# --- SC204: literal sizes that pin variable dims ------------------------------------------
+# --- SC203: literal sizes that pin variable dims ------------------------------------------
 
 
 def sequence_dims(ctx: ModelContext) -> dict[int, tuple[LayerCall, str]]:
