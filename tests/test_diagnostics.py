@@ -168,3 +168,16 @@ def test_tied_sizes_read_as_divisibility_where_that_is_what_they_mean() -> None:
     assert condition(dims.mul(2, quarter), half) == "H % 4 is 0 or 1"
     assert condition(dims.symbol("T_a"), dims.symbol("T_b")) == "T_a == T_b"
     assert condition(dims.mul(3, H), 48) == "H == 16"
+
+
+def test_readme_table_counts_the_rules_of_each_family() -> None:
+    import re
+    from collections import Counter
+
+    from shapecheck.rules import all_rules
+
+    text = (FIXTURES.parent / "README.md").read_text()
+    rows = re.findall(r"^\| (SC\d)xx [^|]+\| (\d+) \| ([^|]+) \|$", text, re.M)
+    assert {p: int(n) for p, n, _ in rows} == dict(Counter(r.code[:3] for r in all_rules()))
+    listed = {c for _, _, codes in rows for c in re.findall(r"`(SC\d+)`", codes)}
+    assert listed == {r.code for r in all_rules()}
