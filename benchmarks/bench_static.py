@@ -89,6 +89,21 @@ def static_pass(model, budget: float = 4.0):
     return shapes, best
 
 
+def diagnostic_rules(model, shapes) -> str:
+    """Run every diagnostic rule on the inferred model; the findings by severity."""
+    from collections import Counter
+
+    from shapecheck.rules.context import ModelContext
+    from shapecheck.rules.engine import model_findings
+    from shapecheck.rules.sizes import minimum_sizes
+
+    ctx = ModelContext(model, shapes, lambda p: p)
+    found = model_findings(ctx)
+    minimum_sizes(ctx)
+    counts = Counter(d.severity[0] for d in found)
+    return ",".join(f"{n}{s}" for s, n in sorted(counts.items())) or "0"
+
+
 def summary(shapes) -> str:
     from collections import Counter
 
@@ -117,7 +132,7 @@ def bench_apps(labels: set[str] | None) -> None:
 
     print("\n== keras.applications (weights=None) ==")
     head = f"{'model':<20} {'calls':>6} {'keras build s':>14} {'infer s':>9} " \
-           f"{'infer/build':>12}  notes"
+           f"{'infer/build':>12} {'rules s':>8} {'findings':>9}  notes"
     print(head)
     print("-" * len(head))
     tot_build = tot_infer = 0.0
@@ -133,10 +148,12 @@ def bench_apps(labels: set[str] | None) -> None:
         kwargs = {"weights": None, "include_top": False, "input_shape": FREE, **extra}
         model, t_build = timed(lambda: fn(**kwargs))
         shapes, t_infer = static_pass(model)
+        found, t_rules = timed(lambda: diagnostic_rules(model, shapes))
         tot_build += t_build
         tot_infer += t_infer
         print(f"{label:<20} {len(shapes.results):>6} {t_build:>14.2f} {t_infer:>9.3f} "
-              f"{t_infer / t_build:>12.3f}  {summary(shapes)}", flush=True)
+              f"{t_infer / t_build:>12.3f} {t_rules:>8.3f} {found:>9}  {summary(shapes)}",
+              flush=True)
         del model, shapes
     if tot_build:
         print(f"{'total':<20} {'':>6} {tot_build:>14.2f} {tot_infer:>9.3f} "

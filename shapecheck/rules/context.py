@@ -147,7 +147,8 @@ def failure_finding(spec: RuleSpec, failure: Any, ctx: ModelContext | None,
         shapes = shapes or {}
         d = spec.finding(message, layer=getattr(failure.op, "name", None),
                          path=(show or (lambda p: p))(failure.path), line=failure.line,
-                         col=failure.col, end_col=failure.end_col, source=source_line(failure.path, failure.line),
+                         col=failure.col, end_col=failure.end_col,
+                         source=source_line(failure.path, failure.line),
                          hint=hint, shapes={k: jshape(v) for k, v in shapes.items()})
     d.path = d.path if d.path else failure.path
     return d
