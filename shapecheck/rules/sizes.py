@@ -535,6 +535,10 @@ def minimum_sizes(ctx: ModelContext) -> dict[str, tuple[int, str]]:
 
 
 def _minimum_for(name: str, reqs: list[Any]) -> tuple[int, str] | None:
+    unique: dict[Any, Any] = {}  # one per expression: many layers repeat a window
+    for r in reqs:
+        unique.setdefault(r.dim, r)
+    reqs = list(unique.values())
     fns = [_fits_fn(r.dim, name) for r in reqs]
     best: tuple[int, str] | None = None
     for req, fits in zip(reqs, fns):
