@@ -25,11 +25,20 @@ def check_script(path: str, *, timeout: float | None = None,
     return Report([check_file(path, timeout=timeout or DEFAULT_TIMEOUT, args=list(args))])
 
 
+_NO_DATA = object()
+
+
 def check_model(model: Any, dims: dict[str, int] | None = None, *,
+                data: Any = _NO_DATA, targets: Any = None, loss: Any = None,
+                batch_size: int | None = None,
                 select: Sequence[str] | None = None,
                 ignore: Sequence[str] | None = None) -> Report:
     """Check a Keras model built in this process (no script, no child process).
 
+    ``data`` (and ``targets``) take any form ``fit`` takes — arrays, lists or
+    dicts of them, a generator, a ``PyDataset``, a ``tf.data.Dataset`` — and
+    are sampled and checked against the model as a dry-run ``fit`` would be;
+    ``loss`` stands for the compiled loss (the model's own when compiled).
     ``dims`` binds named dims to sizes (``{"T": 20}``): shapes are reported
     with those sizes substituted.  ``select``/``ignore`` filter findings by
     code or prefix, as the command's options do.
@@ -37,7 +46,26 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
     from shapecheck.analyze import analyze
     from shapecheck.report import FileReport
 
-    models, found = analyze([(model, None, None)], bindings=dims)
+    data_calls = []
+    compiled: dict[int, dict] = {}
+    if data is not _NO_DATA:
+        from shapecheck.capture import DataCall
+        from shapecheck.feeds import sample
+
+        kwargs: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
+        call = DataCall(model, "fit" if targets is not None else "predict", None, None,
+                        (data,) if targets is None else (data, targets), kwargs)
+        call.feeds = sample(call)
+        data_calls.append(call)
+        from shapecheck.capture import _build_from_data
+
+        _build_from_data(model, call.feeds)  # an unbuilt Sequential, as fit would
+    if loss is not None:
+        compiled[id(model)] = {"args": (), "kwargs": {"loss": loss}}
+    elif getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:
+        compiled[id(model)] = {"args": (), "kwargs": {"loss": model.loss}}
+    models, found = analyze([(model, None, None)], bindings=dims, data_calls=data_calls,
+                            compiled=compiled)
     report = Report([FileReport(path=None, models=models, diagnostics=found).finish()])
     if select or ignore:
         report.filter(list(select or ()) or None, list(ignore or ()) or None)

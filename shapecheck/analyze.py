@@ -80,7 +80,7 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
 
 def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[Any] = (),
             compiled: dict[int, dict] | None = None, show: PathFn = display_path,
-            bindings: dict[str, int] | None = None,
+            bindings: dict[str, int] | None = None, data_calls: list[Any] = (),
             ) -> tuple[list[ModelEntry], list[Diagnostic]]:
     """Entries and findings for the models a script built and the calls Keras refused.
 
@@ -89,7 +89,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     its ``compile`` arguments.
     """
     from shapecheck.rules.context import ModelContext
-    from shapecheck.rules.engine import dedupe, explain_failure, mark_follows, model_findings
+    from shapecheck.rules.engine import (data_findings, dedupe, explain_failure, mark_follows,
+                                         model_findings)
     from shapecheck.rules.sizes import minimum_sizes
 
     entries: list[ModelEntry] = []
@@ -110,9 +111,14 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                     roots[id(f)] = explain_failure(f, ctx, call, show)
                     mine.append(roots[id(f)])
             mine += model_findings(ctx)
+            feeds = [f for c in data_calls if c.model is model for f in c.feeds]
+            from_data, bound = data_findings(ctx, feeds)
+            mine += from_data
             mark_follows(ctx, mine, roots)
             found += mine
             entry = model_entry(model, path, line, show, bindings, shapes)
+            entry.data = [{"data": b.describe(show), "dims": dict(b.values),
+                           "from": dict(b.sources)} for b in bound]
             entry.minimums = {n: {"size": size, "layer": layer}
                               for n, (size, layer) in minimum_sizes(ctx).items()}
             entries.append(entry)

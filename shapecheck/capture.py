@@ -42,6 +42,7 @@ class DataCall:
     line: int | None
     args: tuple
     kwargs: dict
+    feeds: list[Any] = field(default_factory=list)  # shapecheck.feeds.Feed, sampled
 
 
 @dataclass
@@ -284,11 +285,45 @@ def _patch_training(Model: type) -> None:
 def _dry(method: str) -> Any:
     def dry_run(self: Any, *args: Any, **kwargs: Any) -> Any:
         path, line = user_site(2)
-        CAPTURE.data_calls.append(DataCall(self, method, path, line, args, kwargs))
+        call = DataCall(self, method, path, line, args, kwargs)
+        CAPTURE.data_calls.append(call)
+        try:
+            from shapecheck.feeds import sample
+
+            call.feeds = sample(call, timeout=SAMPLE_TIMEOUT)
+        except Exception:  # sampling never stops the script; its problems are findings
+            call.feeds = []
+        _build_from_data(self, call.feeds)
         return _neutral_result(self, method, args, kwargs)
 
     dry_run.__name__ = method
     return dry_run
+
+
+SAMPLE_TIMEOUT = 10.0  # seconds to wait for one batch of a generator or dataset
+
+
+def _build_from_data(model: Any, feeds: list[Any]) -> None:
+    """Build a Sequential model that has no input shape, as `fit` would on its data.
+
+    Non-batch axes stay unknown where the layers allow it, so their sizes stay
+    named dims; otherwise the first batch's sizes are used.
+    """
+    from keras import Sequential
+
+    if not isinstance(model, Sequential) or getattr(model, "_functional", None) is not None:
+        return
+    first = next((b.x for f in feeds for b in f.batches if b.x is not None), None)
+    shape = getattr(first, "shape", None)
+    if shape is None:
+        return
+    for trial in ((None,) * len(shape), (None,) + tuple(shape[1:])):
+        try:
+            model.build(trial)
+        except Exception:  # layers that need the sizes: try the data's own
+            continue
+        if getattr(model, "_functional", None) is not None:
+            return
 
 
 def _neutral_result(model: Any, method: str, args: tuple, kwargs: dict) -> Any:

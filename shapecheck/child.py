@@ -83,7 +83,7 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
 
     report.models, found = analyze(
         [(r.model, r.path, r.line) for r in cap.models if not r.internal],
-        failures=cap.failures, compiled=cap.compiled)
+        failures=cap.failures, compiled=cap.compiled, data_calls=cap.data_calls)
     if stopped is not None:
         from shapecheck.rules.engine import script_error_findings
 

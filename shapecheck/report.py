@@ -66,11 +66,14 @@ class ModelEntry:
     notes: list[NoteEntry] = field(default_factory=list)
     # named dim -> {"size": smallest size every window fits, "layer": the one that sets it}
     minimums: dict[str, dict] = field(default_factory=dict)
+    # one per sampled batch: {"data": "`fit` at m.py:9, batch 1 of 4", "dims": {..}, "from": {..}}
+    data: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line,
                 "layers": [layer.to_dict() for layer in self.layers],
                 "dims": dict(self.dims), "minimums": dict(self.minimums),
+                "data": list(self.data),
                 "constraints": [asdict(c) for c in self.constraints],
                 "notes": [asdict(n) for n in self.notes]}
 
@@ -81,7 +84,7 @@ class ModelEntry:
                    dict(d.get("dims", {})),
                    [ConstraintEntry(**c) for c in d.get("constraints", [])],
                    [NoteEntry(**n) for n in d.get("notes", [])],
-                   dict(d.get("minimums", {})))
+                   dict(d.get("minimums", {})), list(d.get("data", [])))
 
 
 @dataclass
@@ -101,6 +104,7 @@ class Diagnostic:
     end_col: int | None = None  # its last column, when on the same line
     source: str | None = None  # the text of ``line``
     follows: str | None = None  # "SC102 at model.py:12": the finding this one follows from
+    data: str | None = None  # the data that shows it: "`fit` at model.py:62, batch 1 of 4"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,7 +13,7 @@ from shapecheck.runner import check_files_together
 from tests.test_cli import FIXTURES, line_of, shapecheck
 
 CLEAN = ["clean_unet.py", "clean_seq2seq.py", "clean_sequential_text.py",
-         "clean_transformer.py", "clean_seq2seq_bidirectional.py", "seed000_captioning.py"]
+         "clean_transformer.py", "clean_seq2seq_bidirectional.py"]
 
 
 def findings(proc) -> list[dict]:
@@ -181,3 +181,28 @@ def test_readme_table_counts_the_rules_of_each_family() -> None:
     assert {p: int(n) for p, n, _ in rows} == dict(Counter(r.code[:3] for r in all_rules()))
     listed = {c for _, _, codes in rows for c in re.findall(r"`(SC\d+)`", codes)}
     assert listed == {r.code for r in all_rules()}
+
+
+def test_seed000_generator_batches_disagree_at_concat3_before_training() -> None:
+    proc = shapecheck("--format", "json", "fixtures/seed000_captioning.py")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    path = FIXTURES / "seed000_captioning.py"
+    [d] = [d for d in findings(proc) if d["code"] == "SC601"]
+    assert d["layer"] == "concat3" and d["line"] == line_of(path, 'name="concat3"')
+    assert "47" in d["message"] and "4" in d["message"]
+    assert d["data"].startswith("`fit` at fixtures/seed000_captioning.py:")
+    doc = json.loads(proc.stdout)
+    [model] = doc["files"][0]["models"]
+    assert any(b["dims"].get("batch") == 47 for b in model["data"]), model["data"]
+
+
+def test_seed003_targets_of_other_lengths_than_repeatvector() -> None:
+    proc = shapecheck("--format", "json", "fixtures/seed003_repeatvector.py")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    path = FIXTURES / "seed003_repeatvector.py"
+    shape = [d for d in findings(proc) if d["code"] == "SC703"]
+    assert shape, findings(proc)
+    assert all("RepeatVector(9)" in d["message"] for d in shape)
+    assert {d["line"] for d in shape} == {line_of(path, "TimeDistributed(Dense")}
+    frozen = [d for d in findings(proc) if d["code"] == "SC203"]
+    assert [d["line"] for d in frozen] == [line_of(path, "model.add(RepeatVector")]

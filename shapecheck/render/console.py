@@ -47,6 +47,9 @@ def render_model(console: Console, model: ModelEntry) -> None:
         low = model.minimums.get(n)
         need = (f"; needs {n} >= {low['size']} (`{escape(low['layer'])}`)" if low else "")
         console.print(f"  [bold]dim[/] [green]{escape(n)}[/] = {escape(o)}{need}")
+    for d in model.data:
+        bound = ", ".join(f"{n}={v}" for n, v in d["dims"].items()) or "no named dim"
+        console.print(f"  [bold]data[/] {escape(d['data'])}: [green]{escape(bound)}[/]")
     for c in model.constraints:
         verdict = {True: "holds", False: "[red]never holds[/]", None: "needed"}[c.holds]
         console.print(f"  [bold]constraint[/]: {escape(_dim(c.lhs))} == {escape(_dim(c.rhs))} "
@@ -86,6 +89,8 @@ def render_finding(console: Console, d: Diagnostic) -> None:
     for name, origin in d.dims.items():
         if name != "batch":
             console.print(f"{eq} dim [green]{escape(name)}[/]: {escape(str(origin))}")
+    if d.data:
+        console.print(f"{eq} data: {escape(d.data)}")
     if d.hint:
         console.print(f"{eq} [bold]help[/]: {escape(d.hint)}")
 

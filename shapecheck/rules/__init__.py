@@ -8,7 +8,11 @@ and registers checks:
 - ``@failure_check``: ``fn(failure, ctx, call) -> Diagnostic | None`` turns a
   call Keras refused into a finding (the first that answers wins);
 - ``@script_error_check``: ``fn(err_info) -> Diagnostic | None`` explains an
-  exception that stopped the script.
+  exception that stopped the script;
+- ``@batch_check``: ``fn(ctx, binding) -> Iterable[Diagnostic]`` over one
+  sampled batch bound to a model (:mod:`shapecheck.bind`);
+- ``@feed_check``: ``fn(ctx, feed) -> Iterable[Diagnostic]`` over one data feed
+  as a whole (structure problems, sampling).
 
 Rules never print; renderers do.
 """
@@ -22,7 +26,8 @@ from typing import Any, Callable, Iterable
 from shapecheck.rules.catalog import CATALOG, FAMILIES, RuleSpec, define, lookup, selected
 
 __all__ = ["CATALOG", "FAMILIES", "RuleSpec", "define", "lookup", "selected", "load",
-           "model_check", "failure_check", "script_error_check", "all_rules"]
+           "model_check", "failure_check", "script_error_check", "batch_check",
+           "feed_check", "all_rules"]
 
 ModelCheck = Callable[[Any], Iterable[Any]]
 FailureCheck = Callable[[Any, Any, Any], Any]
@@ -31,6 +36,18 @@ ScriptErrorCheck = Callable[[Any], Any]
 MODEL_CHECKS: list[ModelCheck] = []
 FAILURE_CHECKS: list[tuple[int, FailureCheck]] = []
 SCRIPT_ERROR_CHECKS: list[ScriptErrorCheck] = []
+BATCH_CHECKS: list[Callable[[Any, Any], Iterable[Any]]] = []
+FEED_CHECKS: list[Callable[[Any, Any], Iterable[Any]]] = []
+
+
+def batch_check(fn: Callable[[Any, Any], Iterable[Any]]) -> Callable[[Any, Any], Iterable[Any]]:
+    BATCH_CHECKS.append(fn)
+    return fn
+
+
+def feed_check(fn: Callable[[Any, Any], Iterable[Any]]) -> Callable[[Any, Any], Iterable[Any]]:
+    FEED_CHECKS.append(fn)
+    return fn
 
 
 def model_check(fn: ModelCheck) -> ModelCheck:

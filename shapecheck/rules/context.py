@@ -124,6 +124,27 @@ class ModelContext:
         return spec.finding(message, **fields)
 
 
+def data_finding(spec: RuleSpec, ctx: ModelContext, binding: Any, message: str, *,
+                 call: LayerCall | None = None, layer: str | None = None,
+                 shapes: dict[str, tuple | None] | None = None, hint: str | None = None,
+                 severity: str | None = None) -> Any:
+    """A finding that data shows: at ``call``'s line, else at the data call's line."""
+    if call is not None:
+        d = ctx.finding(spec, call, message, shapes=shapes, hint=hint, severity=severity)
+    else:
+        feed = binding.feed
+        fields: dict[str, Any] = dict(
+            model=ctx.name, layer=layer, path=ctx.show(feed.path), line=feed.line,
+            source=source_line(feed.path, feed.line), hint=hint,
+            shapes={k: jshape(v) for k, v in (shapes or {}).items()},
+            dims=ctx.dim_origins((shapes or {}).values()))
+        if severity:
+            fields["severity"] = severity
+        d = spec.finding(message, **fields)
+    d.data = binding.describe(ctx.show)
+    return d
+
+
 def failure_shapes(failure: Any, ctx: ModelContext | None,
                    call: LayerCall | None) -> list[tuple | None]:
     """The refused call's input shapes: symbolic inside a model, else Keras's."""

@@ -78,3 +78,45 @@ def dedupe(findings: Iterable[Diagnostic]) -> list[Diagnostic]:
             seen.add(k)
             out.append(d)
     return out
+
+
+def data_findings(ctx: ModelContext, feeds: list[Any]) -> tuple[list[Diagnostic], list[Any]]:
+    """Findings from the data fed to one model, and the binding of every sampled batch."""
+    from shapecheck.bind import bind
+    from shapecheck.rules import BATCH_CHECKS, FEED_CHECKS
+
+    load()
+    out: list[Diagnostic] = []
+    bindings = []
+    seen: set[tuple] = set()
+
+    def add(found: Iterable[Diagnostic]) -> None:
+        for d in found:
+            key = (d.code, d.layer, d.path, d.line)  # once per place, not per batch
+            if key not in seen:
+                seen.add(key)
+                out.append(d)
+
+    for feed in feeds:
+        for fn in FEED_CHECKS:
+            add(_safe(fn, ctx, feed))
+        for batch in feed.batches:
+            try:
+                b = bind(ctx, feed, batch)
+            except Exception as err:  # our own bug: say so, keep going
+                ctx.scope.note(ctx.name, "rule-error",
+                               f"binding {feed.method} data failed: {type(err).__name__}: {err}")
+                continue
+            bindings.append(b)
+            for fn in BATCH_CHECKS:
+                add(_safe(fn, ctx, b))
+    return out, bindings
+
+
+def _safe(fn: Any, ctx: ModelContext, arg: Any) -> list[Diagnostic]:
+    try:
+        return list(fn(ctx, arg) or ())
+    except Exception as err:  # a rule's own bug must not hide the others
+        ctx.scope.note(ctx.name, "rule-error",
+                       f"rule {fn.__module__}.{fn.__name__} failed: {type(err).__name__}: {err}")
+        return []

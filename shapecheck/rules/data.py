@@ -1,0 +1,426 @@
+"""SC6xx data: what `fit`/`evaluate`/`predict` are fed, against the model's shapes."""
+
+from __future__ import annotations
+
+from itertools import permutations
+from typing import Any, Iterator
+
+from shapecheck import dims
+from shapecheck.bind import Binding, meeting_call
+from shapecheck.rules import batch_check, define, feed_check
+from shapecheck.rules.context import ModelContext, data_finding
+
+BATCH_MISMATCH = define("SC601", "batch-mismatch", "error",
+                        "the inputs of one batch have different numbers of samples", """
+    ## What it does
+    Reads the batches the script feeds (arrays, generators, `PyDataset`,
+    `tf.data`) and finds inputs that get different numbers of rows in the same
+    batch, and the layer where those inputs meet.
+
+    ## Why is this bad
+    Keras gives every input its own `None` batch axis, so the model builds;
+    `fit` then fails deep inside the graph or its gradient
+    (`ConcatOffset ... [4 500] vs [47 500]`).
+
+    ## Example
+    ```python
+    def batches():
+        while True:
+            yield (np.zeros((47, 4096)), np.zeros((4, 4096))), y
+    ```
+
+    ## Use instead
+    ```python
+    def batches():
+        while True:
+            yield (np.zeros((47, 4096)), np.zeros((47, 4096))), y
+    ```
+    """)
+
+DATA_RANK = define("SC602", "data-rank", "error",
+                   "the data has another number of axes than the model's input", """
+    ## What it does
+    Compares the rank of each array fed to the model with the input it is
+    matched to, and says which axis is missing or extra: the batch axis of a
+    `tf.data` dataset never batched (or batched twice), the channel axis of
+    grayscale images, a trailing axis of size 1 on token ids.
+
+    ## Why is this bad
+    `fit` fails with a message about the model's first layer, or (with a
+    `(None, ...)` input) builds a different model from the one intended.
+
+    ## Example
+    ```python
+    model = keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(8, 3), ...])
+    model.fit(images, labels)            # images: (60000, 28, 28)
+    ```
+
+    ## Use instead
+    ```python
+    model.fit(images[..., None], labels)  # (60000, 28, 28, 1)
+    ```
+    """)
+
+DATA_SIZE = define("SC603", "data-size", "error",
+                   "the data's size on an axis differs from the size the model fixes", """
+    ## What it does
+    Finds an axis the model fixes (`Input(shape=(34,))`, a channel count, a
+    fixed `batch_size`) that the data gives another size, and recognises axes
+    in another order (channels-first images, time and features swapped).
+
+    ## Why is this bad
+    `fit` fails with an incompatible-shape error, after the script has loaded
+    its data and built the model.
+
+    ## Example
+    ```python
+    inputs = keras.Input(shape=(64, 64, 3))
+    model.fit(images, labels)     # images: (N, 3, 64, 64), channels first
+    ```
+
+    ## Use instead
+    ```python
+    model.fit(np.transpose(images, (0, 2, 3, 1)), labels)
+    ```
+    """)
+
+DATA_BREAKS = define("SC604", "data-breaks-constraint", "error",
+                     "the sizes a batch gives break an equality a layer needs", """
+    ## What it does
+    Binds each batch's sizes to the model's named dims and checks every
+    equality a layer needs (two sequences added step by step, a concatenation's
+    other axes, a `RepeatVector(34)` branch against a text of `T` words).
+
+    ## Why is this bad
+    The model accepts any size for each `None`; the batch fails inside the
+    layer that needs them equal.
+
+    ## Example
+    ```python
+    a = keras.Input((None, 8)); b = keras.Input((None, 8))
+    model = keras.Model([a, b], layers.Add()([a, b]))
+    model.fit([np.zeros((4, 10, 8)), np.zeros((4, 12, 8))], y)
+    ```
+
+    ## Use instead
+    ```python
+    model.fit([np.zeros((4, 10, 8)), np.zeros((4, 10, 8))], y)
+    ```
+    """)
+
+DATA_TOO_SHORT = define("SC605", "data-too-short", "error",
+                        "a batch is smaller than a window the model slides over it", """
+    ## What it does
+    Checks each batch's sizes against the smallest input every convolution,
+    pooling and cropping window needs (`T >= 13`).
+
+    ## Why is this bad
+    Keras builds the model for any size; a short sequence or small image
+    fails at run time (or gives an empty axis).
+
+    ## Example
+    ```python
+    x = keras.Input((None, 1)); y = layers.Conv1D(4, 5)(layers.Conv1D(4, 5)(x))
+    model.predict(np.zeros((2, 6, 1)))    # needs T >= 9
+    ```
+
+    ## Use instead
+    ```python
+    model.predict(np.zeros((2, 16, 1)))
+    ```
+    """)
+
+DATA_STRUCTURE = define("SC606", "data-structure", "error",
+                        "the data's structure is not what Keras 3 accepts for this model", """
+    ## What it does
+    Reports data that Keras 3 cannot match to the model: another number of
+    arrays than inputs, dict keys that name no input, a generator that yields
+    lists (Keras 3 wants tuples), `None` or ragged lists inside a batch, a
+    generator that yields nothing in time.
+
+    ## Why is this bad
+    `fit` fails with a structure error from deep inside Keras, or takes the
+    targets for a second input.
+
+    ## Example
+    ```python
+    def batches():
+        while True:
+            yield [x, y]        # a list: Keras 3 reads it as inputs only
+    ```
+
+    ## Use instead
+    ```python
+    def batches():
+        while True:
+            yield (x, y)
+    ```
+    """)
+
+ID_RANGE = define("SC607", "id-range", "error",
+                  "token ids fed to an Embedding fall outside its input_dim", """
+    ## What it does
+    Reads the largest and smallest id in the data that reaches an `Embedding`
+    and compares them with `input_dim`.
+
+    ## Why is this bad
+    On CPU the lookup fails (`indices[...] = 7579 is not in [0, 5000)`); on GPU
+    it silently returns zeros, and the model trains on garbage.
+
+    ## Example
+    ```python
+    tokens = keras.Input((None,))
+    x = layers.Embedding(5000, 64)(tokens)
+    model.fit(np.random.randint(0, 7579, (32, 20)), y)
+    ```
+
+    ## Use instead
+    ```python
+    x = layers.Embedding(7579, 64)(tokens)   # input_dim = largest id + 1
+    ```
+    """)
+
+
+# --- SC601 ---------------------------------------------------------------------------------
+
+
+@batch_check
+def batch_mismatch(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    for c in b.conflicts:
+        sizes = sorted({s for s, _, _ in c.sizes})
+        by_size: dict[int, list[str]] = {}
+        for size, label, name in c.sizes:
+            by_size.setdefault(size, []).append(f"`{name}` ({label})")
+        parts = "; ".join(f"{size} for {', '.join(who)}" for size, who in by_size.items())
+        groups = [[m.key for m in b.inputs if m.name in {n for s2, _, n in c.sizes if s2 == s}]
+                  for s in sizes]
+        meet = meeting_call(ctx, [g[0] for g in groups if g])
+        what = "the number of samples" if c.dim == "batch" else f"`{c.dim}`"
+        message = (f"the inputs of one batch disagree on {what}: {parts}"
+                   + (f"; they meet at {meet.cls} `{meet.name}`" if meet is not None else ""))
+        shapes = {m.label: tuple(m.info.shape) for m in b.inputs
+                  if m.name in {n for _, _, n in c.sizes}}
+        yield data_finding(
+            BATCH_MISMATCH, ctx, b, message, call=meet,
+            layer=None if meet else c.sizes[0][2], shapes=shapes,
+            hint="give every input of a batch the same number of rows (check how the "
+                 "generator slices each input)")
+
+
+# --- SC602 / SC603 -----------------------------------------------------------------------------
+
+
+def _fmt(shape: tuple) -> str:
+    return dims.fmt_shape(tuple(shape))
+
+
+def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
+    rest = tuple(model[1:])
+
+    def same(a: tuple, c: tuple) -> bool:
+        return len(a) == len(c) and all(not isinstance(x, int) or x == y for x, y in zip(a, c))
+
+    if len(data) == len(model) - 1 and same(rest, data):
+        if b.feed.kind == "tf.data":
+            return "the dataset is not batched: add `.batch(batch_size)`"
+        return "the data has no batch axis: feed a batch (`x[None]` for a single sample)"
+    if len(data) == len(model) + 1 and same(rest, tuple(data[2:])):
+        if b.feed.kind == "tf.data":
+            return "the dataset is batched twice: remove one `.batch(...)`"
+        return "the data has an extra axis after the samples (a list of batches?)"
+    if len(data) == len(model) - 1 and model[-1] == 1:
+        return "add the channel axis of size 1 (`x[..., None]`) or declare the input without it"
+    if len(data) == len(model) + 1 and data[-1] == 1:
+        return "drop the trailing axis of size 1 (`np.squeeze(x, -1)`)"
+    if len(data) == len(model) + 1:
+        return ("declare the input with one more axis, or reshape the data: "
+                f"`Input(shape={tuple(data[1:])})`")
+    return f"reshape the data to {_fmt(model)} or declare `Input(shape={tuple(data[1:])})`"
+
+
+@batch_check
+def data_rank(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    for m in b.rank_mismatches:
+        data = tuple(m.info.shape)
+        yield data_finding(
+            DATA_RANK, ctx, b,
+            f"input `{m.name}` takes {_fmt(m.shape)} (rank {len(m.shape)}); {m.label} is "
+            f"{_fmt(data)} (rank {len(data)})",
+            layer=m.name, shapes={f"input `{m.name}`": m.shape, m.label: data},
+            hint=_rank_hint(b, m.shape, data))
+
+
+def _reordered(model: tuple, data: tuple) -> tuple[int, ...] | None:
+    """The axis order that turns ``data`` into ``model``'s fixed sizes, if one does."""
+    if len(model) > 6:
+        return None
+    rest = list(range(1, len(data)))
+    for perm in permutations(rest):
+        if list(perm) == rest:
+            continue
+        if all(not isinstance(d, int) or d == data[p] for d, p in zip(model[1:], perm)):
+            return (0,) + tuple(perm)
+    return None
+
+
+@batch_check
+def data_size(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    done: set[str] = set()
+    for m, axis, want, got in b.size_mismatches:
+        if m.name in done:
+            continue
+        done.add(m.name)
+        data = tuple(m.info.shape)
+        order = _reordered(m.shape, data)
+        if axis == 0:
+            hint = ("the model fixes the batch size (`batch_size=` / a stateful layer): "
+                    "feed batches of exactly that size, e.g. drop the short last batch")
+        elif order is not None:
+            kind = ("the images are channels-first" if len(data) == 4 and data[1] <= 4
+                    else "the axes are in another order")
+            hint = (f"{kind}: `np.transpose({m.label.split('[')[0]}, {order})` gives "
+                    f"{_fmt(tuple(data[p] for p in order))}")
+        else:
+            hint = f"give axis {axis} {want} entries (pad, crop or resize), or declare " \
+                   f"`Input(shape=...)` with {got}"
+        yield data_finding(
+            DATA_SIZE, ctx, b,
+            f"input `{m.name}` takes {_fmt(m.shape)}; {m.label} is {_fmt(data)}: axis "
+            f"{axis} is {got}, the model fixes {want}",
+            layer=m.name, shapes={f"input `{m.name}`": m.shape, m.label: data}, hint=hint)
+
+
+# --- SC604 / SC605 ---------------------------------------------------------------------------
+
+
+def _given(b: Binding, d: Any) -> str:
+    names = sorted(dims.free_names(d) & set(b.values))
+    return ", ".join(f"{n} = {b.values[n]} ({b.sources[n]})" for n in names)
+
+
+@batch_check
+def data_breaks_constraint(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    if b.conflicts or not b.values:
+        return
+    seen: set[str] = set()
+    for c in ctx.scope.constraints:
+        if c.holds is not None:  # always or never: reported without data
+            continue
+        lhs, rhs = dims.evaluate(c.lhs, b.values), dims.evaluate(c.rhs, b.values)
+        if lhs is None or rhs is None or lhs == rhs or c.layer in seen:
+            continue
+        seen.add(c.layer)
+        call = ctx.by_name.get(c.layer.split("/")[0])
+        given = _given(b, dims.add(c.lhs, c.rhs) if not isinstance(c.lhs, int) else c.rhs)
+        yield data_finding(
+            DATA_BREAKS, ctx, b,
+            f"`{c.layer}` needs {dims.fmt(c.lhs)} == {dims.fmt(c.rhs)} ({c.reason}); this "
+            f"batch gives {lhs} and {rhs}" + (f" ({given})" if given else ""),
+            call=call, layer=c.layer,
+            shapes={m.label: tuple(m.info.shape) for m in b.inputs},
+            hint="make the data's sizes agree where the layer meets them, or fix the sizes "
+                 "in the model")
+
+
+@batch_check
+def data_too_short(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    if b.conflicts or not b.values:
+        return
+    for r in ctx.scope.requirements:
+        if r.holds is not None:
+            continue
+        v = dims.evaluate(r.dim, b.values)
+        if v is None or v >= 1:
+            continue
+        call = ctx.by_name.get(r.layer.split("/")[0])
+        yield data_finding(
+            DATA_TOO_SHORT, ctx, b,
+            f"`{r.layer}` needs {dims.fmt(r.dim)} >= 1 ({r.reason}); this batch gives "
+            f"{v} ({_given(b, r.dim)})",
+            call=call, layer=r.layer, shapes={m.label: tuple(m.info.shape) for m in b.inputs},
+            hint="feed longer sequences or larger images (pad them), or use "
+                 "`padding=\"same\"` / smaller windows")
+        return  # the first window that does not fit; later ones follow from it
+
+
+# --- SC606 ----------------------------------------------------------------------------------
+
+_QUIET = {"exhausted": "warning", "timeout": "warning", "sampling-error": "info"}
+
+
+@feed_check
+def feed_structure(ctx: ModelContext, feed: Any) -> Iterator[Any]:
+    from shapecheck.bind import Binding
+
+    holder = Binding(feed, type("Sampled", (), {"label": "while sampling"})())
+    for p in feed.problems:
+        yield data_finding(DATA_STRUCTURE, ctx, holder, p.message, layer=None,
+                           severity=_QUIET.get(p.kind),
+                           hint=_STRUCTURE_HINTS.get(p.kind))
+
+
+_STRUCTURE_HINTS = {
+    "list-not-tuple": "yield a tuple: `yield (x, y)` (or `(x, y, sample_weight)`)",
+    "none-in-batch": "every input and target of a batch must be an array",
+    "ragged": "pad the sequences to one length (`keras.utils.pad_sequences`)",
+    "timeout": "make sure the generator yields promptly (shapecheck waited for its first "
+               "batches), or check it with `--timeout` raised",
+    "wrong-structure": "pass targets inside the generator/dataset, not as `y=`",
+}
+
+
+@batch_check
+def structure(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    for p in b.problems:
+        if "output" in p:
+            continue  # targets: SC7xx
+        yield data_finding(DATA_STRUCTURE, ctx, b, p,
+                           hint="match the data to the model's inputs: a list in input "
+                                "order, or a dict by input name")
+
+
+# --- SC607 ----------------------------------------------------------------------------------
+
+
+def _embedding_inputs(ctx: ModelContext) -> list[tuple[Any, int]]:
+    """(Embedding call, model input key) for Embeddings fed straight from an input."""
+    from shapecheck.rules.context import SHAPE_PRESERVING
+
+    out = []
+    inputs = set(ctx.graph.inputs)
+    for call in ctx.calls:
+        if call.cls != "Embedding" or not call.inputs:
+            continue
+        key = call.inputs[0]
+        for _ in range(10):
+            if key in inputs:
+                out.append((call, key))
+                break
+            src = ctx.producer(key)
+            if src is None or not src.inputs or (src.cls not in SHAPE_PRESERVING
+                                                 and src.cls not in ("Cast", "Reshape")):
+                break
+            key = src.inputs[0]
+    return out
+
+
+@batch_check
+def id_range(ctx: ModelContext, b: Binding) -> Iterator[Any]:
+    by_key = {m.key: m for m in b.inputs}
+    for call, key in _embedding_inputs(ctx):
+        m = by_key.get(key)
+        n = getattr(call.op, "input_dim", None)
+        if m is None or n is None or m.info.max is None:
+            continue
+        hi, lo = m.info.max, m.info.min
+        if hi >= n:
+            message = (f"Embedding `{call.name}` has input_dim={n} (ids 0..{n - 1}); "
+                       f"{m.label} holds ids up to {int(hi)}")
+            hint = f"set `input_dim={int(hi) + 1}` (the vocabulary size, padding included)"
+        elif lo is not None and lo < 0:
+            message = f"Embedding `{call.name}` gets negative ids ({int(lo)}) from {m.label}"
+            hint = "map ids to 0..input_dim-1 (0 is usually padding)"
+        else:
+            continue
+        yield data_finding(ID_RANGE, ctx, b, message, call=call,
+                           shapes={m.label: tuple(m.info.shape)}, hint=hint)
