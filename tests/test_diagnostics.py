@@ -13,7 +13,7 @@ from shapecheck.runner import check_files_together
 from tests.test_cli import FIXTURES, line_of, shapecheck
 
 CLEAN = ["clean_unet.py", "clean_seq2seq.py", "clean_sequential_text.py",
-         "clean_transformer.py", "clean_seq2seq_bidirectional.py"]
+         "clean_transformer.py", "clean_seq2seq_bidirectional.py", "clean_data_forms.py"]
 
 
 def findings(proc) -> list[dict]:

@@ -181,7 +181,7 @@ def target_structure(ctx: ModelContext, b: Binding) -> Iterator[Any]:
 
 @batch_check
 def target_checks(ctx: ModelContext, b: Binding) -> Iterator[Any]:
-    if b.conflicts:
+    if b.conflicts or b.rank_mismatches:  # the batch itself is wrong: said once, there
         return
     losses = _losses(ctx)
     for m in b.targets:
