@@ -130,7 +130,7 @@ def bind(ctx: ModelContext, feed: Any, batch: Any) -> Binding:
     in_shapes = [ctx.tensor_shape(k) or () for k in in_keys]
     b.inputs, problems = match(batch.x, in_keys, input_names(ctx), in_shapes, "input")
     b.problems += problems
-    seen: dict[str, list[tuple[int, str, str]]] = {}
+    seen: dict[str, list[tuple[int, str, str, int]]] = {}
     for m in b.inputs:
         data = tuple(m.info.shape)
         if len(data) != len(m.shape):
@@ -146,14 +146,13 @@ def bind(ctx: ModelContext, feed: Any, batch: Any) -> Binding:
             names = dims.free_names(d)
             if len(names) == 1 and d == dims.symbol(next(iter(names))):
                 name = next(iter(names))
-                seen.setdefault(name, []).append((int(v), m.label, m.name))
-    for name, sizes in seen.items():
-        values = {s for s, _, _ in sizes}
-        first = sizes[0]
+                seen.setdefault(name, []).append((int(v), m.label, m.name, axis))
+    for name, found in seen.items():
+        first = found[0]
         b.values[name] = first[0]
-        b.sources[name] = f"{first[1]} (input `{first[2]}`)"
-        if len(values) > 1:
-            b.conflicts.append(Conflict(name, sizes))
+        b.sources[name] = f"{first[1]} axis {first[3]} (input `{first[2]}`)"
+        if len({s for s, _, _, _ in found}) > 1:
+            b.conflicts.append(Conflict(name, [(s, label, n) for s, label, n, _ in found]))
     if batch.y is not None:
         out_keys = list(ctx.graph.outputs)
         out_shapes = [ctx.tensor_shape(k) or () for k in out_keys]

@@ -206,3 +206,27 @@ def test_seed003_targets_of_other_lengths_than_repeatvector() -> None:
     assert {d["line"] for d in shape} == {line_of(path, "TimeDistributed(Dense")}
     frozen = [d for d in findings(proc) if d["code"] == "SC203"]
     assert [d["line"] for d in frozen] == [line_of(path, "model.add(RepeatVector")]
+
+
+def test_check_model_api_checks_data_targets_and_loss() -> None:
+    import keras
+    import numpy as np
+    from keras import layers
+
+    import shapecheck
+
+    tokens = keras.Input(shape=(None,))
+    x = layers.Embedding(100, 8)(tokens)
+    out = layers.Dense(3, activation="softmax")(layers.LSTM(4)(x))
+    model = keras.Model(tokens, out)
+    ids = np.random.default_rng(0).integers(0, 150, (16, 9))
+    report = shapecheck.check_model(model, data=ids, targets=np.zeros((16,), "int64"),
+                                    loss="categorical_crossentropy")
+    codes = sorted(d.code for d in report.diagnostics)
+    assert codes == ["SC607", "SC705"], [d.message for d in report.diagnostics]
+    [entry] = report.models
+    assert entry.data and entry.data[0]["dims"] == {"batch": 16, "L": 9}
+    clean = shapecheck.check_model(model, data=np.ones((16, 9), "int64"),
+                                   targets=np.zeros((16,), "int64"),
+                                   loss="sparse_categorical_crossentropy")
+    assert clean.diagnostics == [] and clean.exit_code == 0
