@@ -132,7 +132,7 @@ def bind(ctx: ModelContext, feed: Any, batch: Any) -> Binding:
     b.problems += problems
     seen: dict[str, list[tuple[int, str, str, int]]] = {}
     for m in b.inputs:
-        data = tuple(m.info.shape)
+        data = keras_adjusted(tuple(m.info.shape), m.shape)
         if len(data) != len(m.shape):
             b.rank_mismatches.append(m)
             continue
@@ -160,6 +160,16 @@ def bind(ctx: ModelContext, feed: Any, batch: Any) -> Binding:
                                     "output")
         b.problems += problems
     return b
+
+
+def keras_adjusted(data: tuple, model: tuple) -> tuple:
+    """The data's shape after Keras's own rank fix-up of model inputs
+    (``Functional._adjust_input_rank``): a trailing axis of 1 is added or dropped."""
+    if len(data) == len(model) + 1 and data and data[-1] == 1:
+        return data[:-1]
+    if len(data) == len(model) - 1 and model and model[-1] == 1:
+        return data + (1,)
+    return data
 
 
 def evaluate(shape: tuple, values: dict[str, int]) -> tuple:

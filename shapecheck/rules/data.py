@@ -41,23 +41,24 @@ DATA_RANK = define("SC602", "data-rank", "error",
                    "the data has another number of axes than the model's input", """
     ## What it does
     Compares the rank of each array fed to the model with the input it is
-    matched to, and says which axis is missing or extra: the batch axis of a
+    matched to (after Keras's own fix-up, which adds or drops a trailing axis
+    of size 1), and says which axis is missing or extra: the batch axis of a
     `tf.data` dataset never batched (or batched twice), the channel axis of
-    grayscale images, a trailing axis of size 1 on token ids.
+    images, an extra axis after the samples.
 
     ## Why is this bad
-    `fit` fails with a message about the model's first layer, or (with a
-    `(None, ...)` input) builds a different model from the one intended.
+    `fit` fails with "Invalid input shape" after the script has loaded its
+    data, or deep inside the first layer.
 
     ## Example
     ```python
-    model = keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(8, 3), ...])
-    model.fit(images, labels)            # images: (60000, 28, 28)
+    rows = tf.data.Dataset.from_tensor_slices((features, labels))
+    model.fit(rows)                       # elements of (20,), not (batch, 20)
     ```
 
     ## Use instead
     ```python
-    model.fit(images[..., None], labels)  # (60000, 28, 28, 1)
+    model.fit(rows.batch(32))
     ```
     """)
 
@@ -228,10 +229,10 @@ def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
         if b.feed.kind == "tf.data":
             return "the dataset is batched twice: remove one `.batch(...)`"
         return "the data has an extra axis after the samples (a list of batches?)"
-    if len(data) == len(model) - 1 and model[-1] == 1:
-        return "add the channel axis of size 1 (`x[..., None]`) or declare the input without it"
-    if len(data) == len(model) + 1 and data[-1] == 1:
-        return "drop the trailing axis of size 1 (`np.squeeze(x, -1)`)"
+    if len(data) == len(model) - 1 and isinstance(model[-1], int) and \
+            tuple(data[-(len(model) - 2):]) == tuple(model[1:-1]):
+        return (f"the data has no channel axis: the model wants {model[-1]} channels "
+                "(convert the images, or declare the input's channels to match)")
     if len(data) == len(model) + 1:
         return ("declare the input with one more axis, or reshape the data: "
                 f"`Input(shape={tuple(data[1:])})`")
