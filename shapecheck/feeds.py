@@ -255,6 +255,12 @@ def sample(call: Any, *, max_batches: int = 3, timeout: float = 10.0) -> list[Fe
 def _arrays(feed: Feed, x: Any, y: Any, sw: Any, batch_size: int | None,
             offset: int = 0) -> None:
     n = _rows(x)
+    for part, name in ((y, "y"), (sw, "sample_weight")):
+        rows = _rows(part) if part is not None else None
+        if n is not None and rows is not None and rows != n:
+            feed.problems.append(Problem(
+                "rows", f"x has {n} rows and {name} has {rows}: Keras refuses arrays of "
+                "different lengths (\"Data cardinality is ambiguous\")"))
     if n is None:
         feed.batches.append(Batch(0, "the data", describe(x, feed.problems, "x"),
                                   describe(y, feed.problems, "y"),

@@ -144,3 +144,9 @@ def test_array_info_of_lists_and_non_data() -> None:
     assert array_info([1, 2, 3]).shape == (3,)
     assert array_info("text") is None
     assert array_info(np.array(["a", "b"])).dtype == "str"
+
+
+def test_x_and_y_of_different_lengths_is_a_problem(model) -> None:
+    [feed] = sample(call(model, "fit", np.zeros((100, 4)), np.zeros((90, 2))))
+    assert [p.kind for p in feed.problems] == ["rows"]
+    assert "100" in feed.problems[0].message and "90" in feed.problems[0].message

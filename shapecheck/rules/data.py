@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from itertools import permutations
 from typing import Any, Iterator
 
@@ -221,6 +222,12 @@ def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
     def same(a: tuple, c: tuple) -> bool:
         return len(a) == len(c) and all(not isinstance(x, int) or x == y for x, y in zip(a, c))
 
+    fixed = [d for d in rest if isinstance(d, int)]
+    if len(fixed) == len(rest) and rest and math.prod(fixed) == math.prod(data[1:]):
+        target = ", ".join(map(str, rest))
+        return (f"the data holds the same {math.prod(fixed)} values per sample in another "
+                f"shape: `x.reshape((-1, {target}))`, or declare `Input(shape="
+                f"{tuple(data[1:])})` and add `layers.Flatten()`")
     if len(data) == len(model) - 1 and same(rest, data):
         if b.feed.kind == "tf.data":
             return "the dataset is not batched: add `.batch(batch_size)`"
@@ -367,6 +374,7 @@ _STRUCTURE_HINTS = {
     "timeout": "make sure the generator yields promptly (shapecheck waited for its first "
                "batches), or check it with `--timeout` raised",
     "wrong-structure": "pass targets inside the generator/dataset, not as `y=`",
+    "rows": "give x and y one row per sample each (check how they were split or filtered)",
 }
 
 

@@ -183,6 +183,8 @@ def target_structure(ctx: ModelContext, b: Binding) -> Iterator[Any]:
 def target_checks(ctx: ModelContext, b: Binding) -> Iterator[Any]:
     if b.conflicts or b.rank_mismatches:  # the batch itself is wrong: said once, there
         return
+    if any(p.kind == "rows" for p in b.feed.problems):  # x and y differ in length (SC606)
+        return
     losses = _losses(ctx)
     for m in b.targets:
         call = ctx.producer(m.key)
