@@ -7,7 +7,8 @@ from typing import Any
 
 from shapecheck import dims
 from shapecheck.rules import define, failure_check, model_check
-from shapecheck.rules.context import (ModelContext, failure_finding, failure_shapes)
+from shapecheck.rules.context import (ModelContext, failure_finding, failure_shapes,
+                                      numbered)
 
 CALL_FAILED = define("SC101", "call-failed", "error",
                      "Keras refused a layer or op call while the model was built", """
@@ -338,8 +339,7 @@ def rule_verdict(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     refusal = ctx.scope.refusals.get(call.name)
     if refusal is None:
         return None
-    shapes = {f"input {i}" if len(call.inputs) > 1 else "input": s
-              for i, s in enumerate(ctx.in_shapes(call))}
+    shapes = numbered(ctx.in_shapes(call))
     if not refusal.never:
         if refusal.error is None:
             return None
@@ -359,7 +359,7 @@ def rule_verdict(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
 def call_failed(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     op = failure.op
     shapes = failure_shapes(failure, ctx, call)
-    got = {f"input {i}" if len(shapes) > 1 else "input": s for i, s in enumerate(shapes)}
+    got = numbered(shapes)
     first = failure.message.strip().splitlines()[0] if failure.message.strip() else ""
     message = (f"{type(op).__name__} `{getattr(op, 'name', '?')}` refused its inputs "
                f"({failure.error_type}: {first})")
@@ -380,8 +380,7 @@ def incompatible_dims(ctx: ModelContext) -> Any:
         call = ctx.by_name.get(c.layer)
         if call is None or any(p(ctx, call, c) for p in CLAIMED_BY_FAMILIES):
             continue
-        shapes = {f"input {i}" if len(call.inputs) > 1 else "input": s
-                  for i, s in enumerate(ctx.in_shapes(call))}
+        shapes = numbered(ctx.in_shapes(call))
         yield ctx.finding(
             INCOMPATIBLE, call,
             f"{call.cls} `{call.name}` needs {dims.fmt(c.lhs)} == {dims.fmt(c.rhs)} "

@@ -29,6 +29,13 @@ def jshape(shape: tuple | None) -> list | None:
     return None if shape is None else [dims.to_json(d) for d in shape]
 
 
+def numbered(shapes: list[tuple | None]) -> dict[str, tuple | None]:
+    """Shapes labelled for a finding: ``input``, or ``input 0``, ``input 1``, ..."""
+    if len(shapes) == 1:
+        return {"input": shapes[0]}
+    return {f"input {i}": s for i, s in enumerate(shapes)}
+
+
 def source_line(path: str | None, line: int | None) -> str | None:
     if not path or not line:
         return None
