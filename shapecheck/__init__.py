@@ -32,7 +32,9 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
                 data: Any = _NO_DATA, targets: Any = None, loss: Any = None,
                 batch_size: int | None = None,
                 select: Sequence[str] | None = None,
-                ignore: Sequence[str] | None = None) -> Report:
+                ignore: Sequence[str] | None = None,
+                run: bool = False, device: str = "auto",
+                run_timeout: float | None = None) -> Report:
     """Check a Keras model built in this process (no script, no child process).
 
     ``data`` (and ``targets``) take any form ``fit`` takes — arrays, lists or
@@ -42,6 +44,11 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
     ``dims`` binds named dims to sizes (``{"T": 20}``): shapes are reported
     with those sizes substituted.  ``select``/``ignore`` filter findings by
     code or prefix, as the command's options do.
+
+    ``run=True`` then executes the model, as ``--run`` does: on the data when
+    given, else on inputs made at a few sizes (``dims`` fixes some); each
+    finding gets ``confirmed``.  The model's weights are restored afterwards
+    and no optimizer step is taken.  ``device`` is "cpu", "gpu" or "auto".
     """
     from shapecheck.analyze import analyze
     from shapecheck.report import FileReport
@@ -64,8 +71,14 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
         compiled[id(model)] = {"args": (), "kwargs": {"loss": loss}}
     elif getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:
         compiled[id(model)] = {"args": (), "kwargs": {"loss": model.loss}}
+    options = None
+    if run:
+        from shapecheck.execute import DEFAULT_RUN_TIMEOUT, RunOptions
+
+        options = RunOptions(device=device, sizes=dict(dims or {}),
+                             timeout=run_timeout or DEFAULT_RUN_TIMEOUT)
     models, found = analyze([(model, None, None)], bindings=dims, data_calls=data_calls,
-                            compiled=compiled)
+                            compiled=compiled, run=options)
     report = Report([FileReport(path=None, models=models, diagnostics=found).finish()])
     if select or ignore:
         report.filter(list(select or ()) or None, list(ignore or ()) or None)

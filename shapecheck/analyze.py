@@ -81,12 +81,13 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
 def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[Any] = (),
             compiled: dict[int, dict] | None = None, show: PathFn = display_path,
             bindings: dict[str, int] | None = None, data_calls: list[Any] = (),
-            ) -> tuple[list[ModelEntry], list[Diagnostic]]:
+            run: Any = None) -> tuple[list[ModelEntry], list[Diagnostic]]:
     """Entries and findings for the models a script built and the calls Keras refused.
 
     ``models`` holds ``(model, path, line)``; ``failures`` the refused calls
     (:class:`shapecheck.standin.Failure`); ``compiled`` maps ``id(model)`` to
-    its ``compile`` arguments.
+    its ``compile`` arguments; ``run`` (:class:`shapecheck.execute.RunOptions`)
+    executes each model after the static pass and marks what it confirms.
     """
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.engine import (data_findings, dedupe, explain_failure, mark_follows,
@@ -115,12 +116,15 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             from_data, bound = data_findings(ctx, feeds)
             mine += from_data
             mark_follows(ctx, mine, roots)
+            minimums = minimum_sizes(ctx)
+            executed = execute_model(ctx, mine, bound, minimums, run) if run else None
             found += mine
             entry = model_entry(model, path, line, show, bindings, shapes)
             entry.data = [{"data": b.describe(show), "dims": dict(b.values),
                            "from": dict(b.sources)} for b in bound]
             entry.minimums = {n: {"size": size, "layer": layer}
-                              for n, (size, layer) in minimum_sizes(ctx).items()}
+                              for n, (size, layer) in minimums.items()}
+            entry.run = executed
             entries.append(entry)
         except Exception as err:  # our own bug: say so, never crash
             entry = ModelEntry(getattr(model, "name", "?"), kind, show(path), line)
@@ -135,3 +139,27 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     found = dedupe(found)
     found.sort(key=lambda d: (d.path or "", d.line or 0, d.col or 0))
     return entries, found
+
+
+def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
+                  minimums: dict[str, tuple[int, str]], options: Any) -> dict:
+    """Run one model (``--run``); add the run's findings to ``found``; its record."""
+    from shapecheck.execute import (DeviceError, ModelRun, PlanError, data_plans, run_model,
+                                    synthetic_plans)
+    from shapecheck.rules.runtime import confirm
+
+    refused = [c for c in ctx.calls if c.failure is not None]
+    if refused:
+        for d in found:
+            if d.follows is None and d.layer in {c.name for c in refused}:
+                d.confirmed, d.run = True, "seen: Keras raised it when the script built the model"
+        return ModelRun("", skipped=f"not executed: Keras refused {len(refused)} call(s) "
+                        "when the script built it").to_dict(ctx.show)
+    try:
+        plans = data_plans(ctx, bound) or synthetic_plans(
+            ctx, options, {n: size for n, (size, _) in minimums.items()})
+        mrun = run_model(ctx, plans, options)
+    except (PlanError, DeviceError) as err:
+        return ModelRun("", skipped=f"not executed: {err}").to_dict(ctx.show)
+    found += confirm(ctx, mrun, found, mrun.device)
+    return mrun.to_dict(ctx.show)

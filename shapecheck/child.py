@@ -58,6 +58,16 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
 
     report = FileReport(path=display_path(script))
     stopped = None
+    run_options = _run_options()
+    if run_options is not None:
+        from shapecheck.execute import DeviceError, pick_device
+
+        try:
+            pick_device(run_options.device)
+        except DeviceError as err:
+            report.error = ScriptError("device", str(err))
+            _write(result_path, report.finish())
+            return 0
     if not capture.INSTALLED:
         capture.install()
     cap = capture.reset()
@@ -83,7 +93,8 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
 
     report.models, found = analyze(
         [(r.model, r.path, r.line) for r in cap.models if not r.internal],
-        failures=cap.failures, compiled=cap.compiled, data_calls=cap.data_calls)
+        failures=cap.failures, compiled=cap.compiled, data_calls=cap.data_calls,
+        run=run_options)
     if stopped is not None:
         from shapecheck.rules.engine import script_error_findings
 
@@ -91,10 +102,25 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
             d.path = display_path(d.path)
             found.append(d)
     report.diagnostics.extend(found)
-    report.finish()
+    _write(result_path, report.finish())
+    return 0
+
+
+def _write(result_path: str, report: Any) -> None:
     with open(result_path, "w", encoding="utf-8") as fh:
         json.dump(report.to_dict(), fh)
-    return 0
+
+
+def _run_options() -> Any:
+    """The ``--run`` options the parent passed, or None."""
+    from shapecheck.runner import RUN_ENV
+
+    raw = os.environ.get(RUN_ENV)
+    if not raw:
+        return None
+    from shapecheck.execute import RunOptions
+
+    return RunOptions.from_dict(json.loads(raw))
 
 
 def _reset_keras() -> None:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from shapecheck.execute import DEFAULT_RUN_TIMEOUT
 from shapecheck.runner import DEFAULT_TIMEOUT
 
 
@@ -33,7 +34,33 @@ def parser() -> argparse.ArgumentParser:
                         "over --select)")
     p.add_argument("--no-tables", action="store_true",
                    help="rich output: findings only, without each model's shape table")
+    run = p.add_argument_group(
+        "execution", "--run executes each model after the static checks: a forward pass and, "
+        "when it is compiled, the loss and its gradient (no optimizer step; weights are "
+        "restored). Each finding is then marked as seen or not seen.")
+    run.add_argument("--run", action="store_true",
+                     help="execute the models on the sampled data (or on made-up inputs)")
+    run.add_argument("--dims", action="append", metavar="NAME=SIZE,...",
+                     help="sizes of named dims for made-up inputs (e.g. batch=3,T=7); "
+                          "by default a few small sizes, each run other ones")
+    run.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                     help="where to execute (default auto: a GPU when TensorFlow sees one)")
+    run.add_argument("--run-timeout", type=float, default=DEFAULT_RUN_TIMEOUT,
+                     metavar="SECONDS",
+                     help=f"time limit for executing one model (default {DEFAULT_RUN_TIMEOUT:g})")
     return p
+
+
+def _sizes(values: list[str] | None, p: argparse.ArgumentParser) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in (x.strip() for v in values or () for x in v.split(",")):
+        if not item:
+            continue
+        name, eq, size = item.partition("=")
+        if not eq or not name.strip() or not size.strip().isdigit() or int(size) < 1:
+            p.error(f"--dims: {item!r} is not NAME=SIZE with a positive SIZE")
+        out[name.strip()] = int(size)
+    return out
 
 
 def _codes(values: list[str] | None) -> list[str] | None:
@@ -67,13 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         argv, script_args = argv[:cut], argv[cut + 1:]
     if argv and argv[0] in ("rules", "rule") and not os.path.exists(argv[0]):
         return catalog_main(argv)
-    opts = parser().parse_args(argv)
+    p = parser()
+    opts = p.parse_args(argv)
+    sizes = _sizes(opts.dims, p)
+    if (sizes or opts.device != "auto") and not opts.run:
+        p.error("--dims and --device need --run")
+    run = None
+    if opts.run:
+        from shapecheck.execute import RunOptions
+
+        run = RunOptions(device=opts.device, sizes=sizes, timeout=opts.run_timeout)
 
     from shapecheck.report import Report
     from shapecheck.runner import check_file
 
-    report = Report([check_file(p, timeout=opts.timeout, args=script_args)
-                     for p in opts.paths])
+    report = Report([check_file(path, timeout=opts.timeout, args=script_args, run=run)
+                     for path in opts.paths])
     report.filter(_codes(opts.select), _codes(opts.ignore))
     if opts.format == "json":
         from shapecheck.render.jsondoc import render

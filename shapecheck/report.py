@@ -68,12 +68,15 @@ class ModelEntry:
     minimums: dict[str, dict] = field(default_factory=dict)
     # one per sampled batch: {"data": "`fit` at m.py:9, batch 1 of 4", "dims": {..}, "from": {..}}
     data: list[dict] = field(default_factory=list)
+    # --run: {"device", "skipped", "notes", "executions": [{"data", "dims", "stages",
+    #         "seconds", "error": {...} | None}]}; None when not executed
+    run: dict | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line,
                 "layers": [layer.to_dict() for layer in self.layers],
                 "dims": dict(self.dims), "minimums": dict(self.minimums),
-                "data": list(self.data),
+                "data": list(self.data), "run": self.run,
                 "constraints": [asdict(c) for c in self.constraints],
                 "notes": [asdict(n) for n in self.notes]}
 
@@ -84,7 +87,7 @@ class ModelEntry:
                    dict(d.get("dims", {})),
                    [ConstraintEntry(**c) for c in d.get("constraints", [])],
                    [NoteEntry(**n) for n in d.get("notes", [])],
-                   dict(d.get("minimums", {})), list(d.get("data", [])))
+                   dict(d.get("minimums", {})), list(d.get("data", [])), d.get("run"))
 
 
 @dataclass
@@ -105,6 +108,8 @@ class Diagnostic:
     source: str | None = None  # the text of ``line``
     follows: str | None = None  # "SC102 at model.py:12": the finding this one follows from
     data: str | None = None  # the data that shows it: "`fit` at model.py:62, batch 1 of 4"
+    confirmed: bool | None = None  # --run: seen when executed (True), not seen (False), not run
+    run: str | None = None  # --run: what execution showed, in words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,7 +128,9 @@ class Diagnostic:
 
 @dataclass
 class ScriptError:
-    kind: str  # "not-found" | "not-a-script" | "syntax-error" | "script-error" | "exit" | "timeout" | "crash"
+    # "not-found" | "not-a-script" | "syntax-error" | "script-error" | "exit" | "timeout"
+    # | "crash" | "device"
+    kind: str
     message: str
 
 

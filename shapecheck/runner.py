@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from shapecheck.analyze import display_path
 from shapecheck.report import FileReport, ScriptError
 
 DEFAULT_TIMEOUT = 300.0
+RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
 
 
 def _failed(path: str, kind: str, message: str, output: str = "") -> FileReport:
@@ -24,9 +26,25 @@ def _failed(path: str, kind: str, message: str, output: str = "") -> FileReport:
                       output=output).finish()
 
 
+def child_env(run: Any = None) -> dict[str, str]:
+    """The child's environment: quiet TensorFlow, the ``--run`` options."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop(RUN_ENV, None)
+    if run is not None:
+        env[RUN_ENV] = json.dumps(run.to_dict())
+        if run.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = "-1"
+    return env
+
+
 def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
-               args: list[str] | tuple[str, ...] = ()) -> FileReport:
-    """Check one script: run it under capture in a child process."""
+               args: list[str] | tuple[str, ...] = (), run: Any = None) -> FileReport:
+    """Check one script: run it under capture in a child process.
+
+    ``run`` (:class:`shapecheck.execute.RunOptions`) executes each model too.
+    """
     if not os.path.exists(path):
         return _failed(path, "not-found", f"{path}: no such file")
     if os.path.isdir(path):
@@ -36,9 +54,7 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
                        f"{path}: not a Python script (expected a .py file)")
     fd, result = tempfile.mkstemp(prefix="shapecheck-", suffix=".json")
     os.close(fd)
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env["PYTHONUNBUFFERED"] = "1"
+    env = child_env(run)
     cmd = [sys.executable, "-m", "shapecheck.child", result, path, *args]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -85,15 +101,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT) -> list[FileReport]:
+def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
+                         run: Any = None) -> list[FileReport]:
     """Check several scripts one after another in one child process.
 
     Faster than :func:`check_file` per script (Keras is imported once) but the
     scripts share a process: for trusted scripts such as a test suite's fixtures.
     """
     with tempfile.TemporaryDirectory(prefix="shapecheck-") as tmp:
-        env = dict(os.environ)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env = child_env(run)
         cmd = [sys.executable, "-m", "shapecheck.child", "--many", tmp, *paths]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, env=env, timeout=timeout)

@@ -56,6 +56,27 @@ def render_model(console: Console, model: ModelEntry) -> None:
                       f"{verdict} — {escape(c.reason)} (`{escape(c.layer)}`)")
     for n in model.notes:
         console.print(f"  [yellow]note[/] `{escape(n.layer)}`: {escape(n.message)}")
+    if model.run is not None:
+        render_run(console, model.run)
+
+
+def render_run(console: Console, run: dict) -> None:
+    """What ``--run`` did with one model."""
+    if run.get("skipped"):
+        console.print(f"  [bold]run[/]: [yellow]{escape(run['skipped'])}[/]")
+        return
+    for e in run.get("executions", []):
+        err = e.get("error")
+        stages = " + ".join(e.get("stages") or []) or "nothing"
+        if err is None:
+            verdict = f"[green]ran[/] ({escape(stages)})"
+        else:
+            where = f" at `{escape(err['layer'])}`" if err.get("layer") else ""
+            verdict = f"[red]failed[/] in the {escape(err['stage'])} stage{where}"
+        console.print(f"  [bold]run[/] on {escape(run.get('device', ''))}, "
+                      f"{escape(e['data'])}: {verdict} in {e.get('seconds', 0):.2f} s")
+    for note in run.get("notes", []):
+        console.print(f"  [yellow]run note[/]: {escape(note)}")
 
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue"}
@@ -93,6 +114,9 @@ def render_finding(console: Console, d: Diagnostic) -> None:
         console.print(f"{eq} data: {escape(d.data)}")
     if d.hint:
         console.print(f"{eq} [bold]help[/]: {escape(d.hint)}")
+    if d.confirmed is not None:
+        mark = "[green]✓ confirmed[/]" if d.confirmed else "[yellow]✗ not confirmed[/]"
+        console.print(f"{eq} {mark}: {escape(d.run or '')}")
 
 
 def render_consequence(console: Console, d: Diagnostic) -> None:

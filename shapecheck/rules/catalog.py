@@ -22,6 +22,10 @@ FAMILIES: dict[str, str] = {
 }
 
 SEVERITIES = ("error", "warning", "info")
+# What executing the model (``--run``) shows when a finding is right:
+# "fails": execution raises at or below the layer; "silent": it runs and gives
+# the wrong shape the finding names; "none": execution cannot tell.
+OUTCOMES = ("fails", "silent", "none")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class RuleSpec:
     severity: str  # the usual severity; a finding may say less (never more)
     summary: str  # one line
     doc: str  # Markdown: What it does / Why is this bad / Example / Use instead
+    outcome: str = "none"  # one of OUTCOMES
 
     @property
     def family(self) -> str:
@@ -50,13 +55,20 @@ class RuleSpec:
 CATALOG: dict[str, RuleSpec] = {}
 
 
-def define(code: str, name: str, severity: str, summary: str, doc: str) -> RuleSpec:
-    """Add a rule to the catalog (once per code)."""
+def define(code: str, name: str, severity: str, summary: str, doc: str,
+           outcome: str | None = None) -> RuleSpec:
+    """Add a rule to the catalog (once per code).
+
+    ``outcome`` defaults to "fails" for errors and "none" otherwise.
+    """
     if code in CATALOG:
         raise ValueError(f"duplicate rule code {code}")
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
-    spec = RuleSpec(code, name, severity, summary, textwrap.dedent(doc).strip())
+    outcome = outcome or ("fails" if severity == "error" else "none")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    spec = RuleSpec(code, name, severity, summary, textwrap.dedent(doc).strip(), outcome)
     CATALOG[code] = spec
     return spec
 

@@ -157,7 +157,7 @@ DATA_STRUCTURE = define("SC606", "data-structure", "error",
         while True:
             yield (x, y)
     ```
-    """)
+    """, outcome="none")
 
 ID_RANGE = define("SC607", "id-range", "error",
                   "token ids fed to an Embedding fall outside its input_dim", """

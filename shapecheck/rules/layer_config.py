@@ -40,7 +40,7 @@ SOFTMAX_SINGLE_UNIT = define("SC501", "softmax-single-unit", "error",
     # or, for n classes with one-hot or integer labels:
     y = layers.Dense(n_classes, activation="softmax")(x)
     ```
-    """)
+    """, outcome="none")
 
 DENSE_OVER_SPATIAL = define("SC502", "dense-over-spatial", "info",
                             "a classifier head is applied at every position of an image", """

@@ -52,7 +52,7 @@ LOSS_OUTPUT_MISMATCH = define("SC701", "loss-output-mismatch", "error",
     # or, for n classes:
     y = layers.Dense(n_classes, activation="softmax")(x)
     ```
-    """)
+    """, outcome="none")
 
 CATEGORICAL = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy"})
 SPARSE = frozenset({"sparse_categorical_crossentropy"})

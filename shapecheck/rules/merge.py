@@ -89,7 +89,7 @@ RANK_BROADCAST = define("SC303", "rank-broadcast", "error",
     last = layers.GRU(16, return_sequences=True)(seq)
     y = layers.add([last, steps])
     ```
-    """)
+    """, outcome="silent")
 
 BATCH_MISALIGNED = define("SC304", "batch-misaligned", "error",
                           "arithmetic lines a tensor's batch axis up with another axis", """
@@ -114,7 +114,7 @@ BATCH_MISALIGNED = define("SC304", "batch-misaligned", "error",
     ```python
     y = seq + ops.expand_dims(pooled, 1)               # (batch, 1, 64)
     ```
-    """)
+    """, outcome="none")
 
 _MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
            "Dot"}

@@ -112,7 +112,7 @@ FROZEN_DIM = define("SC203", "frozen-dim", "warning",
     steps = layers.RepeatVector(10)(code)
     out = layers.LSTM(8, return_sequences=True)(steps)
     ```
-    """)
+    """, outcome="silent")
 
 
 # --- windows -------------------------------------------------------------------------

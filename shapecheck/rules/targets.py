@@ -78,7 +78,7 @@ TARGET_BROADCAST = define("SC704", "target-broadcast", "error",
     ```python
     outputs = layers.Dense(1)(layers.LSTM(8)(inputs))  # one value per sample
     ```
-    """)
+    """, outcome="silent")
 
 LABEL_ENCODING = define("SC705", "label-encoding", "error",
                         "the labels' encoding does not match the loss", """
@@ -101,7 +101,7 @@ LABEL_ENCODING = define("SC705", "label-encoding", "error",
     ```python
     model.compile(loss="sparse_categorical_crossentropy")
     ```
-    """)
+    """, outcome="none")
 
 
 def _fmt(shape: tuple) -> str:
