@@ -253,6 +253,24 @@ def test_matches_keras_at_runtime(app: App) -> None:
     assert not broken, "constraints false at sizes Keras accepts:\n" + "\n".join(broken)
 
 
+@pytest.mark.parametrize("app", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_run_confirms_a_clean_model(app: App) -> None:
+    """``--run`` (forward, loss, gradient at sizes it picks itself) raises nothing."""
+    import shapecheck
+
+    model, _ = _model_and_shapes(app)
+    if not model.compiled:
+        model.compile(optimizer="sgd", loss="mse")
+    report = shapecheck.check_model(model, run=True, device="cpu", run_timeout=300)
+    run = report.models[0].run
+    assert run["skipped"] is None, run
+    assert run["executions"] and all(e["error"] is None and "gradient" in e["stages"]
+                                     for e in run["executions"]), run
+    loud = [f"{d.code} {d.layer}: {d.message}" for d in report.diagnostics
+            if d.severity != "info"]
+    assert not loud
+
+
 def test_nasnet_with_unknown_sizes_is_flagged() -> None:
     """NASNetMobile on ``(None, None, 3)`` builds but cannot run at any useful size.
 

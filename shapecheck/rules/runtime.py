@@ -166,7 +166,7 @@ def _explaining(ctx: ModelContext, found: list[Diagnostic], e: Execution) -> lis
     assert err is not None
     live = [d for d in found if _applies(d, e) and d.severity != "info"]
     if err.call is not None:  # a failure at the finding's own layer shows it, whatever the data
-        here = [d for d in found if d.layer == err.call.name and d.severity != "info"]
+        here = [d for d in found if d.layer == err.call.name]
         if here:
             return here
         anc = {ctx.by_id[i].name for i in ctx.ancestors(err.call)}
