@@ -244,3 +244,19 @@ def test_device_gpu_without_a_gpu_is_a_clear_error():
     assert proc.returncode == 2
     assert "TensorFlow sees no GPU" in " ".join(proc.stdout.split())
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_an_op_path_in_a_framework_error_is_read_back_to_its_layer():
+    from shapecheck.execute import call_for_path, op_path
+    from shapecheck.infer import infer_model
+    from shapecheck.rules.context import ModelContext
+
+    a, b = keras.Input((500,)), keras.Input((500,))
+    model = keras.Model([a, b], layers.Concatenate(name="concat3")([a, b]))
+    ctx = ModelContext(model, infer_model(model), lambda p: p)
+    message = ("ConcatOffset: dimension 0 mismatch [4 500] vs [47 500] [[{{node "
+               "gradient_tape/functional_1/concat3_1/ConcatOffset}}]]")
+    path = op_path(message)
+    assert path == "gradient_tape/functional_1/concat3_1/ConcatOffset"
+    assert call_for_path(ctx, path).name == "concat3"
+    assert call_for_path(ctx, "gradient_tape/functional_1/Mean/Sum") is None
