@@ -161,5 +161,8 @@ def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
         mrun = run_model(ctx, plans, options)
     except (PlanError, DeviceError) as err:
         return ModelRun("", skipped=f"not executed: {err}").to_dict(ctx.show)
+    except Exception as err:  # our own bug: the static findings still stand
+        return ModelRun("", skipped=f"not executed: shapecheck failed to run it "
+                        f"({type(err).__name__}: {err})").to_dict(ctx.show)
     found += confirm(ctx, mrun, found, mrun.device)
     return mrun.to_dict(ctx.show)

@@ -230,8 +230,11 @@ def _map_infos(struct: Any, fn: Any) -> Any:
 
 
 def data_plans(ctx: Any, bindings: Sequence[Any], limit: int = 3) -> list[Plan]:
-    """Plans from sampled batches: one per distinct set of shapes, at most ``limit``."""
-    rng = np.random.default_rng(0)
+    """Plans from sampled batches: one per distinct set of shapes, at most ``limit``.
+
+    Their arrays are made only when executed (:func:`materialize`), after the
+    memory check.
+    """
     out: list[Plan] = []
     seen: set[str] = set()
     for b in bindings:
@@ -243,13 +246,21 @@ def data_plans(ctx: Any, bindings: Sequence[Any], limit: int = 3) -> list[Plan]:
         train = feed.method in ("fit", "train_on_batch") and b.batch.y is not None
         conflicted = {c.dim for c in b.conflicts}  # no one size: leave them unknown
         values = {n: v for n, v in b.values.items() if n not in conflicted}
-        x = _map_infos(b.batch.x, lambda i: from_info(i, rng))
-        y = _map_infos(b.batch.y, lambda i: from_info(i, rng))
-        out.append(Plan(b.describe(ctx.show), values, x, y, train, True,
+        out.append(Plan(b.describe(ctx.show), values, b.batch.x, b.batch.y, train, True,
                         (feed.path, feed.line)))
         if len(out) >= limit:
             break
     return out
+
+
+def materialize(plan: Plan) -> tuple[Any, Any]:
+    """The plan's inputs and targets as arrays (sampled batches are described, not kept)."""
+    rng = np.random.default_rng(0)
+
+    def make(leaf: Any) -> Any:
+        return leaf if isinstance(leaf, np.ndarray) else from_info(leaf, rng)
+
+    return _map_infos(plan.x, make), _map_infos(plan.y, make)
 
 
 def synthetic_plans(ctx: Any, options: RunOptions, minimums: Mapping[str, int]) -> list[Plan]:
@@ -258,6 +269,9 @@ def synthetic_plans(ctx: Any, options: RunOptions, minimums: Mapping[str, int]) 
     out_shapes = [ctx.tensor_shape(k) or () for k in ctx.graph.outputs]
     names = set().union(*(dims.free_names(d) for s in in_shapes for d in s), set())
     unknown = sorted(set(options.sizes) - names)
+    if unknown:
+        raise PlanError(f"--dims names {', '.join(unknown)}, which the model does not have "
+                        f"(its named dims: {', '.join(sorted(names)) or 'none'})")
     plans = []
     losses = output_losses(ctx)
     for values in choose_sizes(sorted(names), options.sizes, minimums,
@@ -284,9 +298,6 @@ def synthetic_plans(ctx: Any, options: RunOptions, minimums: Mapping[str, int]) 
         label = "synthesized at " + (", ".join(f"{n}={v}" for n, v in sorted(values.items()))
                                      or "the model's fixed sizes")
         plans.append(Plan(label, values, x, y, y is not None))
-    if unknown:
-        raise PlanError(f"--dims names {', '.join(unknown)}, which the model does not have "
-                        f"(its named dims: {', '.join(sorted(names)) or 'none'})")
     return plans
 
 
@@ -493,12 +504,13 @@ def execute(ctx: Any, plan: Plan) -> Execution:
     result = Execution(plan)
     start = time.perf_counter()
     model = ctx.model
+    x, y = materialize(plan)
     saved = [(v, np.array(v.numpy())) for v in getattr(model, "variables", [])]
     try:
-        forward(ctx, plan.x, False, result.observed)
+        forward(ctx, x, False, result.observed)
         result.stages.append("forward")
-        if plan.y is not None and getattr(model, "compiled", False):
-            _train_step(ctx, plan, result, keras)
+        if y is not None and getattr(model, "compiled", False):
+            _train_step(ctx, plan, x, y, result, keras)
     except _Failed as failed:
         result.error = failed.error
     finally:
@@ -511,7 +523,7 @@ def execute(ctx: Any, plan: Plan) -> Execution:
     return result
 
 
-def _train_step(ctx: Any, plan: Plan, result: Execution, keras: Any) -> None:
+def _train_step(ctx: Any, plan: Plan, x: Any, y: Any, result: Execution, keras: Any) -> None:
     model = ctx.model
     if keras.backend.backend() != "tensorflow":  # pragma: no cover - TF is the backend
         result.stages.append("loss skipped: the training step needs the TensorFlow backend")
@@ -519,9 +531,9 @@ def _train_step(ctx: Any, plan: Plan, result: Execution, keras: Any) -> None:
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        outs = forward(ctx, plan.x, plan.train, {})
+        outs = forward(ctx, x, plan.train, {})
         try:
-            loss = model._compute_loss(x=plan.x, y=plan.y, y_pred=_pack_outputs(ctx, outs),
+            loss = model._compute_loss(x=x, y=y, y_pred=_pack_outputs(ctx, outs),
                                        sample_weight=None, training=plan.train)
         except Exception as err:
             path = _op(err)
