@@ -156,9 +156,10 @@ def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
         return ModelRun("", skipped=f"not executed: Keras refused {len(refused)} call(s) "
                         "when the script built it").to_dict(ctx.show)
     try:
+        notes: list[str] = []
         plans = data_plans(ctx, bound) or synthetic_plans(
-            ctx, options, {n: size for n, (size, _) in minimums.items()})
-        mrun = run_model(ctx, plans, options)
+            ctx, options, {n: size for n, (size, _) in minimums.items()}, notes)
+        mrun = run_model(ctx, plans, options, notes)
     except (PlanError, DeviceError) as err:
         return ModelRun("", skipped=f"not executed: {err}").to_dict(ctx.show)
     except Exception as err:  # our own bug: the static findings still stand

@@ -263,18 +263,20 @@ def materialize(plan: Plan) -> tuple[Any, Any]:
     return _map_infos(plan.x, make), _map_infos(plan.y, make)
 
 
-def synthetic_plans(ctx: Any, options: RunOptions, minimums: Mapping[str, int]) -> list[Plan]:
+def synthetic_plans(ctx: Any, options: RunOptions, minimums: Mapping[str, int],
+                    notes: list[str] | None = None) -> list[Plan]:
     """Plans with inputs made up at a few sizes of the named dims."""
     in_shapes = [ctx.tensor_shape(k) or () for k in ctx.graph.inputs]
     out_shapes = [ctx.tensor_shape(k) or () for k in ctx.graph.outputs]
     names = set().union(*(dims.free_names(d) for s in in_shapes for d in s), set())
     unknown = sorted(set(options.sizes) - names)
-    if unknown:
-        raise PlanError(f"--dims names {', '.join(unknown)}, which the model does not have "
-                        f"(its named dims: {', '.join(sorted(names)) or 'none'})")
+    if unknown and notes is not None:  # another model of the script may have them
+        notes.append(f"--dims names {', '.join(unknown)}, which this model does not have "
+                     f"(its named dims: {', '.join(sorted(names)) or 'none'})")
     plans = []
     losses = output_losses(ctx)
-    for values in choose_sizes(sorted(names), options.sizes, minimums,
+    fixed = {n: v for n, v in options.sizes.items() if n in names}
+    for values in choose_sizes(sorted(names), fixed, minimums,
                                ctx.scope.constraints, options.count):
         rng = np.random.default_rng(len(plans))
         flat_x = []
@@ -551,12 +553,13 @@ def _train_step(ctx: Any, plan: Plan, x: Any, y: Any, result: Execution, keras: 
     result.stages.append("gradient")
 
 
-def run_model(ctx: Any, plans: list[Plan], options: RunOptions) -> ModelRun:
+def run_model(ctx: Any, plans: list[Plan], options: RunOptions,
+              notes: Sequence[str] = ()) -> ModelRun:
     """Execute ``plans`` on the chosen device, within the time and memory limits."""
     import tensorflow as tf
 
     device, described = pick_device(options.device)
-    run = ModelRun(described)
+    run = ModelRun(described, notes=list(notes))
     limit = options.memory_limit or available_memory()
     deadline = time.monotonic() + options.timeout
     for plan in plans:
@@ -585,7 +588,7 @@ def run_model(ctx: Any, plans: list[Plan], options: RunOptions) -> ModelRun:
             break
         run.executions.append(box[0])
     if not run.executions and run.skipped is None:
-        run.skipped = "; ".join(run.notes) or "nothing to execute"
+        run.skipped = "; ".join(run.notes[len(notes):]) or "nothing to execute"
     return run
 
 
