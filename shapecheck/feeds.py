@@ -15,26 +15,27 @@ Every form Keras 3 accepts becomes plain descriptions of a few batches
 What Keras 3 would refuse, or what cannot be read, becomes a :class:`Problem`;
 :func:`sample` never raises, never calls the model and never writes a file.
 
-Problem kinds:
+Problem kinds (Keras 3 fails on each, except where marked):
 
 - ``rows``: arrays x, y, sample_weight with different numbers of rows;
-- ``wrong-structure``: an argument Keras rejects with this data (``y=`` with a
-  generator, ``validation_split`` with a dataset, an iterator that is not a
-  generator, a tuple of 4, nesting that changes between batches,
-  ``validation_data`` without targets);
-- ``list-not-tuple``: a generator yields a list ``[x, y]`` (Keras 3 raises);
-- ``not-tuple``: a generator yields a bare array or dict (Keras 3 raises), or a
+- ``wrong-structure``: an argument Keras rejects with this data (``y=`` or
+  ``class_weight=`` with a generator, ``validation_split`` with anything but
+  arrays, or leaving no rows), an iterator that is not a generator, an item
+  or ``validation_data`` tuple of 4 or more, nesting that changes between batches;
+- ``list-not-tuple``: a generator yields a list ``[x, y]``;
+- ``not-tuple``: a generator yields a bare array, list or dict, or a
   ``PyDataset`` item is neither tuple, list, dict nor NumPy array;
-- ``none-in-batch``: None where an input (or a training target) is expected;
-- ``ragged``: a Python list whose rows differ in length;
-- ``python-list``: a Python list of numbers where Keras 3 needs an array (it
-  reads a list as a structure, one input per element);
+- ``none-in-batch``: None where an input is expected (missing targets are the
+  target rules' business: they fail only with a compiled loss);
+- ``ragged``: a Python list, or object array, whose rows differ in length;
+- ``python-list``: a Python list of numbers where Keras 3 needs an array;
 - ``not-data``: something that is not an array at all;
 - ``unstable-shape``: (TensorFlow backend) a generator or ``PyDataset`` batch
   whose rank, or an axis the first two batches agreed on, changes;
-- ``timeout``: no item within ``timeout`` seconds;
-- ``exhausted``: no item at all (empty generator, dataset, PyDataset, arrays);
-- ``sampling-error``: anything else, with the exception text.
+- ``empty``: a generator or (TensorFlow backend) a ``PyDataset`` with no item;
+- ``exhausted`` (Keras runs no step): arrays or a dataset with no rows;
+- ``timeout`` (unknown to Keras): no item within ``timeout`` seconds;
+- ``sampling-error``: the data's own code raised, or shapecheck could not read it.
 """
 
 from __future__ import annotations
@@ -392,8 +393,9 @@ def _python_list(feed: Feed, value: Any, place: str, prefix: str) -> ArrayInfo |
     info = array_info(value)
     if info is not None:
         feed.add("python-list", f"{prefix}`{place}` is a Python {what} of values "
-                 f"{_shape_text(info.shape)}: Keras 3 reads a {what} as a structure, one "
-                 "input per element, and needs a NumPy array or tensor here", prefix)
+                 f"{_shape_text(info.shape)}: Keras 3 reads a {what} as a structure of "
+                 "arrays, not as one array, and fails on its numbers ('Unrecognized data "
+                 "type', or one input per number)", prefix)
     return info
 
 
@@ -768,6 +770,23 @@ def _pull(fn: Callable[[], Any], timeout: float) -> tuple[str, Any]:
     return "ok", box.get("value")
 
 
+def _take(feed: Feed, name: str, what: str, fn: Callable[[], Any], timeout: float,
+          ends: bool = True) -> tuple[str, Any]:
+    """``fn()`` from the source ``name`` within ``timeout``: ``("ok", value)``, ``("stop",
+    None)`` when the source ended (only if it ``ends`` by StopIteration), or ``("failed",
+    None)`` with the timeout or the error recorded (``what``: what was waited for)."""
+    status, value = _pull(fn, timeout)
+    if status == "stop" and not ends:
+        status, value = "error", StopIteration()
+    if status == "timeout":
+        feed.add("timeout", f"{name} gave nothing within {timeout:g} s (waiting for {what}): "
+                 "shapecheck stopped reading it")
+    elif status == "error":
+        feed.add("sampling-error", f"{name} raised {type(value).__name__}: {value} (while "
+                 f"giving {what})")
+    return ("failed", None) if status in ("timeout", "error") else (status, value)
+
+
 def _source_name(x: Any, kind: str) -> str:
     if kind == "generator" and isinstance(x, types.GeneratorType):
         return f"generator `{getattr(x, '__name__', 'generator')}`"
@@ -805,7 +824,7 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any) 
         return
     if steps and feed.steps is None:
         feed.steps = int(steps)
-    name = _source_name(x, feed.kind)
+    name = _source_name(x, feed.kind) + (f" (element_spec {spec})" if spec else "")
     holder: dict[str, Any] = {}
 
     def pull() -> Any:
@@ -816,22 +835,13 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any) 
     raws: list[Any] = []
     for i in range(max_batches):
         label = _item_label(feed.kind, i, x)
-        status, item = _pull(pull, timeout)
-        if status == "timeout":
-            tail = f" (element_spec {spec})" if spec else ""
-            feed.add("timeout", f"{name}{tail} gave no item within {timeout:g} s (waiting "
-                     f"for {label}): shapecheck stopped reading it")
-            break
+        status, item = _take(feed, name, label, pull, timeout)
         if status == "stop":
             _ended(feed, name, i, steps)
+        if status != "ok":
             break
-        if status == "error":
-            feed.add("sampling-error", f"{name} raised {type(item).__name__}: {item} (while "
-                     f"giving {label})")
-            break
-        raws.append(item)
-        _item(feed, i, label + (f" (element_spec {spec})" if spec and i == 0 else ""),
-              item, label)
+        shown = label + (f" (element_spec {spec})" if spec and i == 0 else "")
+        raws.append(_item(feed, i, shown, item, label))
     _check_spec(feed, raws, first_two=True)
 
 
@@ -846,9 +856,11 @@ def _item_label(kind: str, i: int, x: Any) -> str:
 def _ended(feed: Feed, name: str, pulled: int, steps: Any) -> None:
     """A finite source ended after ``pulled`` items."""
     if pulled == 0:
-        if not any(p.kind == "exhausted" for p in feed.problems):
-            feed.add("exhausted", f"{name} gave nothing: Keras 3 needs at least one batch "
-                     "and raises ValueError on empty data")
+        if feed.kind == "generator":
+            feed.add("empty", f"{name} gave nothing: Keras 3 raises ValueError ('the "
+                     "generator must yield at least one batch')")
+        elif not any(p.kind == "exhausted" for p in feed.problems):
+            feed.add("exhausted", f"{name} gave nothing: Keras 3 runs no step on it")
         feed.steps = 0
         return
     feed.batches[-1].label += " (the last)"
@@ -868,7 +880,7 @@ def _tf_facts(feed: Feed, ds: Any, steps: Any) -> str:
         card = -2
     if card == 0:
         feed.add("exhausted", f"the tf.data.Dataset (element_spec {spec}) is empty: Keras 3 "
-                 "has no batch to feed")
+                 "runs no step on it")
     if card >= 0:
         feed.steps = min(card, int(steps)) if steps else card
     elif steps:
@@ -893,77 +905,69 @@ def _spec_text(spec: Any) -> str:
 
 
 def _pydataset(feed: Feed, ds: Any, max_batches: int, timeout: float, steps: Any) -> None:
-    """Items [0], [1] and [len - 1] of a PyDataset (the first ones when it is infinite)."""
+    """Items [0], [1] and [len - 1] of a PyDataset (the first ones when it is infinite):
+    Keras fixes the TensorFlow spec from [0] and [1]."""
     name = _source_name(ds, "pydataset")
-    status, n = _pull(lambda: ds.num_batches, timeout)
-    if status == "timeout":
-        feed.add("timeout", f"{name} gave no length within {timeout:g} s: shapecheck "
-                 "stopped reading it")
-        return
+    status, n = _take(feed, name, "its length (`num_batches` / `__len__`)",
+                      lambda: ds.num_batches, timeout, ends=False)
     if status != "ok":
-        feed.add("sampling-error", f"{name} raised {type(n).__name__}: {n} when asked for "
-                 "its length (`num_batches` / `__len__`)")
         return
     if n is None:
         feed.steps = int(steps) if steps else None
-        wanted = list(range(max(1, max_batches)))
+        picks = list(range(max(1, max_batches)))
     else:
         n = int(n)
         feed.steps = min(n, int(steps)) if steps else n
         if n <= 0:
-            feed.add("exhausted", f"{name} has length 0: Keras 3 raises ValueError ('The "
-                     "PyDataset has length 0')")
+            if _tensorflow_backend():
+                feed.add("empty", f"{name} has length 0: Keras 3 raises ValueError ('The "
+                         "PyDataset has length 0')")
+            else:
+                feed.add("exhausted", f"{name} has length 0: Keras 3 runs no step on it")
             return
-        wanted = sorted({0, min(1, n - 1), n - 1} if max_batches >= 3 else {0, n - 1})
+        picks = sorted({0, min(1, n - 1), n - 1} if max_batches >= 3 else {0, n - 1})
     raws: list[Any] = []
-    for i, k in enumerate(wanted):
+    for i, k in enumerate(picks):
         label = f"PyDataset[{k}]"
-        status, item = _pull(lambda k=k: ds[k], timeout)
-        if status == "timeout":
-            feed.add("timeout", f"{name} gave no item within {timeout:g} s (waiting for "
-                     f"{label}): shapecheck stopped reading it")
-            break
+        status, item = _take(feed, name, label, lambda k=k: ds[k], timeout, ends=False)
         if status != "ok":
-            err = item if status == "error" else StopIteration()
-            feed.add("sampling-error", f"{name} raised {type(err).__name__}: {err} (while "
-                     f"giving {label})")
             break
-        raws.append((item,) if isinstance(item, np.ndarray) else
-                    tuple(item) if isinstance(item, list) else item)  # as Keras reads it
         last = " (the last)" if n is not None and k == n - 1 and n > 1 else ""
-        _item(feed, i, label + last, item, label)
-    _check_spec(feed, raws, first_two=wanted[:2] == [0, 1])
+        raws.append(_item(feed, i, label + last, item, label))
+    _check_spec(feed, raws, first_two=picks[:2] == [0, 1])
 
 
 # --- one item ---------------------------------------------------------------------------------
 
 
-def _item(feed: Feed, index: int, label: str, item: Any, short: str) -> None:
-    """One item: ``(x,)``, ``(x, y)``, ``(x, y, sample_weight)`` or a bare x, read as
-    Keras 3 reads items of this kind of source (``short``: the label in problems)."""
-    if isinstance(item, list) and feed.kind != "generator":
+def _item(feed: Feed, index: int, label: str, item: Any, short: str) -> Any:
+    """Describe one item, ``(x,)``, ``(x, y)``, ``(x, y, sample_weight)`` or a bare x, as
+    Keras 3 reads items of this kind of source (``short``: the label in problems).
+    Returns the item as Keras reads it (a list as a tuple)."""
+    if feed.kind == "generator":
+        if not isinstance(item, tuple):
+            item = _not_a_tuple(feed, short, item)
+    elif isinstance(item, list):
         item = tuple(item)  # PyDataset, tf.data, DataLoader items: Keras reads lists as tuples
-    if feed.kind == "generator" and not isinstance(item, tuple):
-        item = _not_a_tuple(feed, short, item)
-    elif feed.kind == "pydataset" and not isinstance(item, (tuple, dict, np.ndarray)):
-        feed.add("not-tuple", f"{short} is a {_type_name(item)}: Keras 3 needs "
-                 "`PyDataset.__getitem__` to return a tuple `(x,)`, `(x, y)` or "
-                 "`(x, y, sample_weight)`, a list, a dict or a NumPy array, and raises "
-                 "ValueError", short)
+    if feed.kind == "pydataset":
+        if isinstance(item, np.ndarray):
+            item = (item,)
+        elif not isinstance(item, (tuple, dict)):
+            feed.add("not-tuple", f"{short} is a {_type_name(item)}: Keras 3 needs "
+                     "`PyDataset.__getitem__` to return a tuple `(x,)`, `(x, y)` or "
+                     "`(x, y, sample_weight)`, a list, a dict or a NumPy array, and raises "
+                     "ValueError", short)
     x, y, sw = item, None, None
     if isinstance(item, tuple):
         if not 1 <= len(item) <= 3:
             feed.add("wrong-structure", f"{short} is a tuple of {len(item)} items: Keras 3 "
                      "reads only `(x,)`, `(x, y)` or `(x, y, sample_weight)` and raises "
                      "ValueError", short)
-        x, y, sw = (tuple(item) + (None, None))[:3]
-        if len(item) >= 2 and y is None and feed.role != "predict":
-            feed.add("none-in-batch", f"{short}: the targets `y` are None: Keras 3 needs "
-                     "targets to compute the loss and fails with 'None values not "
-                     "supported'", short)
+        x, y, sw = (item + (None, None))[:3]
     if feed.role == "predict":
         y = sw = None  # predict reads x only
     feed.batches.append(_batch(feed, index, label, (x, y, sw), item_label=short))
+    return item
 
 
 def _not_a_tuple(feed: Feed, label: str, item: Any) -> Any:
@@ -1086,11 +1090,6 @@ def _validation_data(val: Feed, args: dict[str, Any], max_batches: int,
         _iterable(val, vx, max_batches, timeout, steps)
         return
     names = _VAL_NAMES if isinstance(data, tuple) else ("validation_data", "y", "sw")
-    if vy is None:
-        val.add("wrong-structure", f"`validation_data` has no targets (it is "
-                f"{'a tuple of 1' if isinstance(data, tuple) else 'a bare ' + _type_name(vx)})"
-                ": Keras 3 reads it as `x_val` only and the validation loss fails ('None "
-                "values not supported'); pass `(x_val, y_val)`")
     n = _first_rows(vx, vy, vsw)
     _check_rows(val, vx, vy, vsw, names)
     window = None if n is None else (0, n)

@@ -256,7 +256,8 @@ def test_generator_that_ends_early_says_how_many_items(model) -> None:
     assert not feed.problems and feed.steps == 2
     assert feed.batches[-1].label == "generator item 2 (the last)"
     [empty] = sample(call(model, "fit", (i for i in ())))
-    assert [p.kind for p in empty.problems] == ["exhausted"]
+    assert [p.kind for p in empty.problems] == ["empty"] and empty.steps == 0
+    assert "at least one batch" in empty.problems[0].message
 
 
 def test_list_item_message_says_what_keras3_does(model) -> None:
@@ -302,9 +303,9 @@ def test_none_in_a_generator_item(model) -> None:
         yield (np.zeros((2, 4)), None)
         yield (np.zeros((2, 4)), None)
 
+    # no targets fail only a compiled loss: SC702 says so, knowing the compile
     [feed] = sample(call(model, "fit", holes()))
-    assert [p.kind for p in feed.problems] == ["none-in-batch"]
-    assert "`y`" in feed.problems[0].message
+    assert not feed.problems and feed.batches[0].y is None
 
     def hole_in_x():
         yield ([np.zeros((2, 4)), None], np.zeros((2, 2)))
@@ -333,6 +334,16 @@ def test_changing_axes_break_the_tensorflow_spec(model) -> None:
     assert "(8, 11, 4)" in bad.problems[0].message and "(None, 7, 4)" in bad.problems[0].message
     [good] = sample(call(model, "fit", lengths(7, 11, 15)))  # the first two differ: None
     assert not good.problems
+
+
+def test_rank_that_changes_between_the_first_two_items(model) -> None:
+    def ranks():
+        yield np.zeros((8, 7, 4)), np.zeros((8, 2))
+        yield np.zeros((8, 7, 4, 1)), np.zeros((8, 2))
+
+    [feed] = sample(call(model, "fit", ranks()))
+    assert [p.kind for p in feed.problems] == ["unstable-shape"]
+    assert "rank 3 in the first batch and 4 in the second" in feed.problems[0].message
 
 
 def test_structure_that_changes_between_items(model) -> None:
@@ -387,10 +398,30 @@ def test_pydataset_lists_are_fine_and_spec_changes_are_not(model) -> None:
 
 def test_pydataset_empty_and_broken(model) -> None:
     [empty] = sample(call(model, "fit", Rows([])))
-    assert [p.kind for p in empty.problems] == ["exhausted"] and empty.steps == 0
+    assert [p.kind for p in empty.problems] == ["empty"] and empty.steps == 0
     [broken] = sample(call(model, "fit", Rows([(2, 3)], length=4)))  # len() lies
     assert [p.kind for p in broken.problems] == ["sampling-error"]
     assert "IndexError" in broken.problems[0].message and broken.batches
+
+
+def test_pydataset_items_keras_refuses_or_takes(model) -> None:
+    class Tensors(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return tf.zeros((8, 4))
+
+    [feed] = sample(call(model, "predict", Tensors()))
+    assert [p.kind for p in feed.problems] == ["not-tuple"]
+    assert "PyDataset[0] is a tensorflow.EagerTensor" in feed.problems[0].message
+
+    class Bare(Tensors):
+        def __getitem__(self, i):
+            return np.zeros((8, 4))  # Keras reads a bare NumPy array as (x,)
+
+    [bare] = sample(call(model, "predict", Bare()))
+    assert not bare.problems and shapes(bare.batches[0].x) == (8, 4)
 
 
 # --- tf.data -----------------------------------------------------------------------------
@@ -429,7 +460,9 @@ def test_validation_data_forms(model) -> None:
                          validation_batch_size=8))
     assert (val.kind, val.batch_size, val.steps) == ("arrays", 8, 3) and not val.problems
     _, lonely = sample(call(model, "fit", x, y, validation_data=(x,)))
-    assert [p.kind for p in lonely.problems] == ["wrong-structure"]
+    assert not lonely.problems and lonely.batches[0].y is None  # SC702's, with the loss
+    _, four = sample(call(model, "fit", x, y, validation_data=(x, y, y, y)))
+    assert [p.kind for p in four.problems] == ["wrong-structure"] and not four.batches
     _, mismatch = sample(call(model, "fit", x, y, validation_data=(x, y[:40])))
     assert [p.kind for p in mismatch.problems] == ["rows"]
     assert "validation_data[1]" in mismatch.problems[0].message
@@ -522,3 +555,4 @@ def test_sample_never_raises(model) -> None:
 
     feeds = sample(Broken())
     assert feeds[0].problems[0].kind == "sampling-error"
+
