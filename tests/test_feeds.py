@@ -556,3 +556,106 @@ def test_sample_never_raises(model) -> None:
     feeds = sample(Broken())
     assert feeds[0].problems[0].kind == "sampling-error"
 
+
+# --- each problem kind against Keras itself ------------------------------------------------
+
+
+def _net(*shapes: tuple) -> keras.Model:
+    """A compiled model with one input per shape (sequences pooled), two outputs units."""
+    inputs = [keras.Input(shape) for shape in shapes]
+    flat = [keras.layers.GlobalAveragePooling1D()(i) if len(shape) > 1 else i
+            for i, shape in zip(inputs, shapes)]
+    joined = flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat)
+    net = keras.Model(inputs if len(inputs) > 1 else inputs[0], keras.layers.Dense(2)(joined))
+    net.compile(optimizer="sgd", loss="mse")
+    return net
+
+
+def _items(*items):
+    yield from items
+
+
+def _seq(n: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((n, t, 4), "float32"), np.zeros((n, 2), "float32")
+
+
+X, Y = np.zeros((10, 4), "float32"), np.zeros((10, 2), "float32")
+
+# kind: (the model's input shapes, method, fresh (args, kwargs) for one call)
+CASES = {
+    "rows": ([(4,)], "fit", lambda: ((X, Y[:9]), {})),
+    "wrong-structure": ([(4,)], "fit", lambda: ((_items((X, Y)), Y), {})),
+    "list-not-tuple": ([(4,)], "fit", lambda: ((_items([X, Y], [X, Y]),), {})),
+    "not-tuple": ([(4,)], "predict", lambda: ((_items(X, X),), {})),
+    "none-in-batch": ([(4,), (4,)], "fit", lambda: ((_items(((X, None), Y)),), {})),
+    "ragged": ([(4,)], "fit", lambda: (([[1.0, 2, 3, 4], [1.0, 2, 3]], Y[:2]), {})),
+    "python-list": ([(4,)], "fit", lambda: ((X.tolist(), Y), {})),
+    "not-data": ([(4,)], "predict", lambda: (("images/",), {})),
+    "unstable-shape": ([(None, 4)], "fit",
+                       lambda: ((_items(_seq(8, 7), _seq(8, 7), _seq(8, 11)),), {})),
+    "empty": ([(4,)], "fit", lambda: ((_items(),), {})),
+    "exhausted": ([(4,)], "fit", lambda: ((X[:0], Y[:0]), {})),
+}
+
+
+def _kinds_in_source() -> set[str]:
+    import re
+    from pathlib import Path
+
+    import shapecheck.feeds as feeds
+
+    return set(re.findall(r'\.add\(\s*"([a-z-]+)"', Path(feeds.__file__).read_text()))
+
+
+def test_every_problem_kind_has_a_hint_and_a_keras_case() -> None:
+    from shapecheck.rules.data import _QUIET, _STRUCTURE_HINTS
+
+    kinds = _kinds_in_source()
+    assert {"python-list", "not-tuple", "unstable-shape", "empty"} <= kinds
+    assert kinds <= set(_STRUCTURE_HINTS), kinds - set(_STRUCTURE_HINTS)
+    assert set(_QUIET) <= kinds
+    # every kind but those Keras never sees (a slow source, our own read) is run below
+    assert kinds - {"timeout", "sampling-error"} == set(CASES)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_problem_is_an_error_exactly_when_keras_fails_on_it(kind: str) -> None:
+    from shapecheck.rules.data import _QUIET
+
+    input_shapes, method, make = CASES[kind]
+    net = _net(*input_shapes)
+    args, kwargs = make()
+    feeds = sample(DataCall(net, method, "script.py", 7, args, kwargs))
+    assert kind in {p.kind for f in feeds for p in f.problems}
+    args, kwargs = make()
+    try:
+        getattr(net, method)(*args, verbose=0, **kwargs)
+        failed = None
+    except Exception as err:  # what Keras says, for the assertion's message
+        failed = f"{type(err).__name__}: {err}"[:300]
+    assert (failed is not None) == (_QUIET.get(kind, "error") == "error"), failed
+
+
+def test_keras2_data_forms_are_found_where_keras3_fails() -> None:
+    from pathlib import Path
+
+    from shapecheck.runner import check_file
+
+    path = Path(__file__).resolve().parent.parent / "fixtures" / "keras2_data_forms.py"
+    report = check_file(str(path), timeout=240)
+    assert report.error is None, report.error.message
+    found = {d.line: d for d in report.diagnostics}
+    text = path.read_text().splitlines()
+
+    def line(needle: str) -> int:
+        return next(n for n, t in enumerate(text, start=1) if needle in t)
+
+    want = {line(".tolist()"): ("is a Python list of values (10, 6, 4)", "`np.asarray(values)`"),
+            line("model.fit(lengths(7, 7, 11))"): ("shape (8, 11, 4)", "first two batches"),
+            line("model.predict(sequences_only()"): ("not a tuple", "`(x,)` to predict"),
+            line("model.evaluate(batches)"): ("gave nothing", "a fresh one for each")}
+    assert sorted(found) == sorted(want), [(d.line, d.message) for d in report.diagnostics]
+    for n, (said, hint) in want.items():
+        d = found[n]
+        assert (d.code, d.severity) == ("SC606", "error"), d
+        assert said in d.message and hint in d.hint, d
