@@ -123,7 +123,9 @@ class Diagnostic:
 
 @dataclass
 class ScriptError:
-    kind: str  # "not-found" | "not-a-script" | "syntax-error" | "script-error" | "exit" | "timeout" | "crash"
+    # "not-found" | "not-a-script" | "syntax-error" | "script-error" | "exit" | "timeout"
+    # | "crash"
+    kind: str
     message: str
 
 
