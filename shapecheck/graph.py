@@ -63,8 +63,9 @@ def model_io(model: Any) -> tuple[list[Any], list[Any]]:
     from keras import tree
 
     inner = getattr(model, "_functional", None) or model
-    return tree.flatten(inner._inputs_struct if hasattr(inner, "_inputs_struct") else inner.inputs), \
-        tree.flatten(inner._outputs_struct if hasattr(inner, "_outputs_struct") else inner.outputs)
+    inputs = inner._inputs_struct if hasattr(inner, "_inputs_struct") else inner.inputs
+    outputs = inner._outputs_struct if hasattr(inner, "_outputs_struct") else inner.outputs
+    return tree.flatten(inputs), tree.flatten(outputs)
 
 
 def build_graph(model: Any) -> ModelGraph:

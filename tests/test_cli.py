@@ -84,7 +84,8 @@ def test_console_output_shows_symbolic_shapes() -> None:
 
 
 @pytest.mark.parametrize("script, kind, needles", [
-    ("raises.py", "script-error", ['raises.py", line 12', "FileNotFoundError: no data at train.npz"]),
+    ("raises.py", "script-error",
+     ['raises.py", line 12', "FileNotFoundError: no data at train.npz"]),
     ("syntax_error.py", "syntax-error", ["syntax_error.py:3", "SyntaxError"]),
     ("exits.py", "exit", ["status 3", "no GPU found"]),
 ])

@@ -135,10 +135,14 @@ DATA_TOO_SHORT = define("SC605", "data-too-short", "error",
 DATA_STRUCTURE = define("SC606", "data-structure", "error",
                         "the data's structure is not what Keras 3 accepts for this model", """
     ## What it does
-    Reports data that Keras 3 cannot match to the model: another number of
-    arrays than inputs, dict keys that name no input, a generator that yields
-    lists (Keras 3 wants tuples), `None` or ragged lists inside a batch, a
-    generator that yields nothing in time.
+    Reports data that Keras 3 cannot match to the model or refuses outright:
+    another number of arrays than inputs, dict keys that name no input, a
+    generator that yields lists or bare arrays (Keras 3 wants tuples), Python
+    lists of numbers where an array belongs, `None` or ragged lists inside a
+    batch, batches whose shapes change after the first two (TensorFlow fixes
+    them from those), arguments a generator or dataset does not take (`y=`,
+    `validation_split`), an empty generator, a generator that yields nothing in
+    time.
 
     ## Why is this bad
     `fit` fails with a structure error from deep inside Keras, or takes the
@@ -353,7 +357,10 @@ def data_too_short(ctx: ModelContext, b: Binding) -> Iterator[Any]:
 
 # --- SC606 ----------------------------------------------------------------------------------
 
-_QUIET = {"exhausted": "warning", "timeout": "warning", "sampling-error": "info"}
+# Severity of each feeds.Problem kind (default: error, as Keras 3 fails on it).
+_QUIET = {"exhausted": "warning",  # Keras runs no step on empty arrays or datasets
+          "timeout": "warning",  # a slow source is not a failing one
+          "sampling-error": "info"}
 
 
 @feed_check
@@ -368,13 +375,30 @@ def feed_structure(ctx: ModelContext, feed: Any) -> Iterator[Any]:
 
 
 _STRUCTURE_HINTS = {
+    "rows": "give x and y one row per sample each (check how they were split or filtered)",
+    "wrong-structure": "hand the data over as Keras 3 takes it: targets and sample weights "
+                       "inside the items of a generator or dataset (not `y=` / "
+                       "`sample_weight=`), `validation_data` instead of `validation_split` "
+                       "for anything but arrays, a generator function (`yield`) or a "
+                       "`PyDataset` rather than another iterator, and items `(x,)`, "
+                       "`(x, y)` or `(x, y, sample_weight)` nested alike in every batch",
     "list-not-tuple": "yield a tuple: `yield (x, y)` (or `(x, y, sample_weight)`)",
-    "none-in-batch": "every input and target of a batch must be an array",
+    "not-tuple": "make every item a tuple: `(x, y)` to train or evaluate, `(x,)` to "
+                 "predict (a PyDataset may also return a list, a dict or a NumPy array)",
+    "none-in-batch": "give every input of the model an array; None is no input",
     "ragged": "pad the sequences to one length (`keras.utils.pad_sequences`)",
+    "python-list": "convert it to one array: `np.asarray(values)`",
+    "not-data": "pass NumPy arrays or tensors, a generator, a `keras.utils.PyDataset` or a "
+                "`tf.data.Dataset` (load files into arrays first)",
+    "unstable-shape": "give that axis one size in every batch (pad or crop to it); an axis "
+                      "that must vary must already differ between the first two batches",
+    "empty": "make the source yield at least one batch (a generator object is used up "
+             "after one pass: create a fresh one for each `fit`/`evaluate`/`predict`)",
+    "exhausted": "check that the data has rows (a filter or split that leaves none?)",
     "timeout": "make sure the generator yields promptly (shapecheck waited for its first "
                "batches), or check it with `--timeout` raised",
-    "wrong-structure": "pass targets inside the generator/dataset, not as `y=`",
-    "rows": "give x and y one row per sample each (check how they were split or filtered)",
+    "sampling-error": "where the data's own code raised, `fit` will raise too: run it "
+                      "alone (`next(gen)`, `dataset[0]`) to see the error",
 }
 
 

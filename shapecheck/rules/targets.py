@@ -16,7 +16,8 @@ TARGET_STRUCTURE = define("SC702", "target-structure", "error",
     ## What it does
     Matches the targets a batch carries to the model's outputs as Keras does
     (one array, a list in output order, a dict by output name) and reports a
-    wrong count, unknown names, or training data with no targets at all.
+    wrong count, unknown names, or data with no targets at all for a model
+    compiled with a loss (training, validation or evaluation data).
 
     ## Why is this bad
     `fit` fails with a structure error from inside Keras's loss code.
@@ -171,12 +172,21 @@ def target_structure(ctx: ModelContext, b: Binding) -> Iterator[Any]:
             yield data_finding(TARGET_STRUCTURE, ctx, b, f"targets: {p}",
                                hint="give one target per output, in output order or in a "
                                     "dict by output name")
-    if b.batch.y is None and b.feed.role == "train" and ctx.compiled and \
-            b.feed.method in ("fit", "train_on_batch") and _losses(ctx):
+    if b.batch.y is None and b.feed.role in _NO_TARGETS and ctx.compiled and _losses(ctx):
+        words, hint = _NO_TARGETS[b.feed.role]
         yield data_finding(TARGET_STRUCTURE, ctx, b,
-                           "the training data carries no targets, but the model is "
-                           "compiled with a loss",
-                           hint="yield `(x, y)` tuples, or pass `y=` with arrays")
+                           f"the {words} data carries no targets, but the model is "
+                           "compiled with a loss", hint=hint)
+
+
+# Data without targets fails the compiled loss ('None values not supported'): its words
+# and fix, by the feed's role.
+_NO_TARGETS = {
+    "train": ("training", "yield `(x, y)` tuples, or pass `y=` with arrays"),
+    "validation": ("validation", "pass `validation_data=(x_val, y_val)`, or a generator or "
+                                 "dataset of `(x, y)` items"),
+    "evaluate": ("evaluation", "pass `y=` with arrays, or yield `(x, y)` tuples"),
+}
 
 
 @batch_check
