@@ -6,67 +6,33 @@ import argparse
 import os
 import sys
 
-from shapecheck.execute import DEFAULT_RUN_TIMEOUT
-from shapecheck.runner import DEFAULT_TIMEOUT
+from shapecheck.options import OptionError, Settings, add_arguments, settings
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="shapecheck",
-        usage="shapecheck PATH... [options] [-- SCRIPT-ARGS]\n"
+        usage="shapecheck [PATH...] [options] [-- SCRIPT-ARGS]\n"
               "       shapecheck rules      (list the rules)\n"
               "       shapecheck rule CODE  (explain one rule)",
         description="Find shape errors in Keras model scripts before training. "
                     "Each script runs as `python SCRIPT` would, in its own process; "
-                    "fit/evaluate/predict become dry runs (nothing is trained).",
-        epilog="Exit status: 0 no error-level finding; 1 error-level findings; "
-               "2 a script could not be checked (missing, failed, timed out). "
-               "Arguments after `--` are passed to every script as its sys.argv[1:].")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Python scripts to check")
-    p.add_argument("--format", choices=("rich", "json"), default="rich",
-                   help="output format (default: rich console tables)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help=f"time limit per script (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--select", action="append", metavar="CODES",
-                   help="only these rule codes or prefixes (comma-separated, e.g. SC3,SC401)")
-    p.add_argument("--ignore", action="append", metavar="CODES",
-                   help="leave out these rule codes or prefixes (the longer prefix wins "
-                        "over --select)")
-    p.add_argument("--no-tables", action="store_true",
-                   help="rich output: findings only, without each model's shape table")
-    run = p.add_argument_group(
-        "execution", "--run executes each model after the static checks: a forward pass and, "
-        "when it is compiled, the loss and its gradient (no optimizer step; weights are "
-        "restored). Each finding is then marked as seen or not seen.")
-    run.add_argument("--run", action="store_true",
-                     help="execute the models on the sampled data (or on made-up inputs)")
-    run.add_argument("--dims", action="append", metavar="NAME=SIZE,...",
-                     help="sizes of named dims for made-up inputs (e.g. batch=3,T=7); "
-                          "by default a few small sizes, each run other ones")
-    run.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                     help="where to execute (default auto: a GPU when TensorFlow sees one)")
-    run.add_argument("--run-timeout", type=float, default=DEFAULT_RUN_TIMEOUT,
-                     metavar="SECONDS",
-                     help=f"time limit for executing one model (default {DEFAULT_RUN_TIMEOUT:g})")
+                    "fit/evaluate/predict become dry runs (nothing is trained). "
+                    "A folder is searched for scripts. Settings may also come from "
+                    "[tool.shapecheck] in pyproject.toml; the command line wins.",
+        epilog="Exit status: 0 no finding at the --fail-on level; 1 findings at that "
+               "level; 2 a script could not be checked (missing, failed, timed out) or "
+               "a usage error. Arguments after `--` are passed to every script as its "
+               "sys.argv[1:].")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="Python scripts or folders (default: paths in [tool.shapecheck])")
+    add_arguments(p)
+    p.add_argument("--config", metavar="PYPROJECT",
+                   help="read [tool.shapecheck] from this file instead of the nearest "
+                        "pyproject.toml")
+    p.add_argument("--isolated", action="store_true",
+                   help="ignore every pyproject.toml")
     return p
-
-
-def _sizes(values: list[str] | None, p: argparse.ArgumentParser) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in (x.strip() for v in values or () for x in v.split(",")):
-        if not item:
-            continue
-        name, eq, size = item.partition("=")
-        if not eq or not name.strip() or not size.strip().isdigit() or int(size) < 1:
-            p.error(f"--dims: {item!r} is not NAME=SIZE with a positive SIZE")
-        out[name.strip()] = int(size)
-    return out
-
-
-def _codes(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [c.strip().upper() for v in values for c in v.split(",") if c.strip()]
 
 
 def catalog_main(argv: list[str]) -> int:
@@ -86,40 +52,62 @@ def catalog_main(argv: list[str]) -> int:
     return 0 if catalog.render_rule(opts.code) else 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def resolve(argv: list[str]) -> tuple[Settings, list[str]]:
+    """The settings and script arguments a command line asks for (exits on misuse)."""
     script_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, script_args = argv[:cut], argv[cut + 1:]
+    p = parser()
+    ns = p.parse_args(argv)
+    given = {k: v for k, v in vars(ns).items() if k not in ("paths", "config", "isolated")}
+    if ns.paths:
+        given["paths"] = ns.paths
+    try:
+        s = settings(given, config=ns.config, use_config=not ns.isolated)
+    except OptionError as err:
+        p.error(str(err))
+    if not s.paths:
+        p.error("no PATH given (name scripts or folders, or set paths in [tool.shapecheck])")
+    if (s.dims or s.device != "auto") and not s.run:
+        p.error("--dims and --device need --run")
+    return s, script_args
+
+
+def render(report: object, s: Settings) -> None:
+    if s.format == "rich":
+        from shapecheck.render.console import render as render_rich
+
+        render_rich(report, tables=not s.no_tables)
+        return
+    if s.format == "json":
+        from shapecheck.render.jsondoc import render as render_json
+
+        print(render_json(report))
+        return
+    import importlib
+
+    module = importlib.import_module(f"shapecheck.render.{s.format}")
+    text = module.render(report)
+    if text:
+        print(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("rules", "rule") and not os.path.exists(argv[0]):
         return catalog_main(argv)
-    p = parser()
-    opts = p.parse_args(argv)
-    sizes = _sizes(opts.dims, p)
-    if (sizes or opts.device != "auto") and not opts.run:
-        p.error("--dims and --device need --run")
-    run = None
-    if opts.run:
-        from shapecheck.execute import RunOptions
-
-        run = RunOptions(device=opts.device, sizes=sizes, timeout=opts.run_timeout)
+    s, script_args = resolve(argv)
 
     from shapecheck.report import Report
-    from shapecheck.runner import check_file
+    from shapecheck.runner import check_paths
 
-    report = Report([check_file(path, timeout=opts.timeout, args=script_args, run=run)
-                     for path in opts.paths])
-    report.filter(_codes(opts.select), _codes(opts.ignore))
-    if opts.format == "json":
-        from shapecheck.render.jsondoc import render
-
-        print(render(report))
-    else:
-        from shapecheck.render.console import render
-
-        render(report, tables=not opts.no_tables)
-    return report.exit_code
+    report = Report(check_paths(s.paths, s, script_args))
+    report.filter(s.select, s.ignore)
+    report.suppress(s.per_file_ignores,
+                    os.path.dirname(s.config_file) if s.config_file else None)
+    render(report, s)
+    return report.exit_code_for(s.fail_on)
 
 
 def run() -> None:

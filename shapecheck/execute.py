@@ -24,8 +24,7 @@ import numpy as np
 
 from shapecheck import dims
 from shapecheck.graph import LayerCall
-
-DEFAULT_RUN_TIMEOUT = 60.0  # seconds for all executions of one model
+from shapecheck.options import DEFAULT_RUN_TIMEOUT  # seconds for all executions of a model
 
 
 @dataclass

@@ -11,6 +11,7 @@ Schema ``shapecheck/1`` (documented in the README)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -196,6 +197,29 @@ class Report:
             f.finish()
         return self
 
+    def suppress(self, per_file: dict[str, list[str]] | None = None,
+                 base: str | None = None) -> "Report":
+        """Drop findings silenced inline (``# shapecheck: ignore[SC301]`` on their line,
+        or a bare ``# shapecheck: ignore``) or for their file (glob -> codes, globs
+        relative to ``base``)."""
+        import fnmatch
+        import os
+
+        from shapecheck.rules.catalog import selected
+
+        for f in self.files:
+            ignored: list[str] = []
+            if f.path and per_file:
+                rel = os.path.relpath(os.path.abspath(f.path), base or os.getcwd())
+                for pattern, codes in per_file.items():
+                    if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(f.path, pattern):
+                        ignored += codes
+            f.diagnostics = [d for d in f.diagnostics
+                             if selected(d.code, None, ignored or None)
+                             and not _silenced_inline(d)]
+            f.finish()
+        return self
+
     @property
     def diagnostics(self) -> list[Diagnostic]:
         return [d for f in self.files for d in f.diagnostics]
@@ -209,8 +233,28 @@ class Report:
     @property
     def exit_code(self) -> int:
         """0: nothing at error level; 1: error findings; 2: a file could not be checked."""
+        return self.exit_code_for("error")
+
+    def exit_code_for(self, fail_on: str = "error") -> int:
+        """2 if a file could not be checked; else 1 if a finding is at ``fail_on``
+        ("error" or "warning") or above; else 0 ("never": only 0 or 2)."""
         if any(f.status == "failed" for f in self.files):
             return 2
-        if any(f.status == "findings" for f in self.files):
+        levels = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on]
+        if any(d.severity in levels for d in self.diagnostics):
             return 1
         return 0
+
+
+_INLINE = re.compile(r"#\s*shapecheck:\s*ignore(?:\[([A-Za-z0-9, ]*)\])?")
+
+
+def _silenced_inline(d: Diagnostic) -> bool:
+    """Whether the finding's source line carries ``# shapecheck: ignore[...]`` for it."""
+    m = _INLINE.search(d.source or "")
+    if m is None:
+        return False
+    if m.group(1) is None:
+        return True
+    return any(d.code.startswith(c.strip().upper()) for c in m.group(1).split(",")
+               if c.strip())

@@ -15,9 +15,9 @@ import tempfile
 from typing import Any
 
 from shapecheck.analyze import display_path
+from shapecheck.options import DEFAULT_TIMEOUT
 from shapecheck.report import FileReport, ScriptError
 
-DEFAULT_TIMEOUT = 300.0
 RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
 
 
@@ -123,3 +123,45 @@ def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
                                    f"(status {proc.returncode}):\n"
                                    + proc.stdout.decode(errors="replace")[-2000:]))
         return out
+
+
+_SKIP_DIRS = {"__pycache__", "site-packages", "node_modules", "build", "dist"}
+
+
+def expand(paths: list[str]) -> list[str]:
+    """Scripts to check: each path as given, each folder's ``*.py`` files (recursively,
+    sorted, leaving out hidden folders, virtual environments and build output)."""
+    out: list[str] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            out.append(path)
+            continue
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS
+                             and not os.path.exists(os.path.join(root, d, "pyvenv.cfg")))
+            found += [os.path.join(root, f) for f in sorted(files) if f.endswith(".py")]
+        out += found or [path]  # an empty folder is reported as such
+    return out
+
+
+def check_paths(paths: list[str], settings: Any = None,
+                args: list[str] | tuple[str, ...] = ()) -> list[FileReport]:
+    """Check every script under ``paths``, each in its own process, ``settings.jobs``
+    at a time (default: the number of cores); reports in the order of the paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scripts = expand(paths)
+    timeout = getattr(settings, "timeout", DEFAULT_TIMEOUT)
+    run = settings.run_options() if settings is not None else None
+    jobs = getattr(settings, "jobs", None) or os.cpu_count() or 1
+
+    def one(path: str) -> FileReport:
+        if os.path.isdir(path):
+            return _failed(path, "not-a-script", f"{path}: a folder with no Python scripts")
+        return check_file(path, timeout=timeout, args=args, run=run)
+
+    if len(scripts) == 1 or jobs == 1:
+        return [one(p) for p in scripts]
+    with ThreadPoolExecutor(max_workers=min(jobs, len(scripts))) as pool:
+        return list(pool.map(one, scripts))
