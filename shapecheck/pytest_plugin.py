@@ -1,0 +1,175 @@
+"""pytest plugin: shape checks as test assertions and as collected test items.
+
+- The ``shapecheck`` fixture: ``shapecheck.check_script(path)`` and
+  ``shapecheck.check_model(model, data=...)`` fail the test with the rendered
+  findings when one is at the ``fail-on`` level, and return the report
+  otherwise.
+- ``pytest --shapecheck`` adds one test item per model script named in
+  ``[tool.shapecheck] paths`` (folders are searched), like other lint
+  plugins; the items are ordinary test items, so pytest-xdist spreads them.
+
+Options are the command's (``--shapecheck-select``, ``--shapecheck-run``, ...)
+over ``[tool.shapecheck]``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shapecheck.options import Settings, add_pytest_options, settings
+
+_ITEM_SUFFIX = "shapecheck"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_pytest_options(parser)
+
+
+def _settings(config: pytest.Config) -> Settings:
+    """``[tool.shapecheck]`` (from the rootdir's pyproject.toml) under the pytest options."""
+    given = {}
+    for name in ("select", "ignore", "fail_on", "timeout", "run", "dims", "device",
+                 "run_timeout"):
+        value = config.getoption(f"shapecheck_{name}", default=None)
+        if value is not None:
+            given[name] = value
+    from shapecheck.options import find_config
+
+    return settings(given, config=find_config(str(config.rootpath)), use_config=False)
+
+
+def rendered(report: Any) -> str:
+    """The findings as the console shows them, without colour or shape tables."""
+    from rich.console import Console
+
+    from shapecheck.render.console import render
+
+    buf = io.StringIO()
+    render(report, Console(file=buf, width=110, color_system=None, highlight=False,
+                           soft_wrap=True), tables=False)
+    return buf.getvalue().strip()
+
+
+def _finish(report: Any, s: Settings, what: str) -> Any:
+    report.filter(s.select, s.ignore)
+    report.suppress(s.per_file_ignores,
+                    os.path.dirname(s.config_file) if s.config_file else None)
+    code = report.exit_code_for(s.fail_on)
+    if code == 2:
+        pytest.fail(f"shapecheck could not check {what}:\n{rendered(report)}", pytrace=False)
+    if code == 1:
+        pytest.fail(f"shapecheck found shape errors in {what}:\n{rendered(report)}",
+                    pytrace=False)
+    return report
+
+
+class Checker:
+    """What the ``shapecheck`` fixture gives a test."""
+
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+
+    def check_script(self, path: str | os.PathLike, *, args: tuple[str, ...] = ()) -> Any:
+        """Check a script in a child process; fail the test on findings."""
+        from shapecheck.report import Report
+        from shapecheck.runner import check_file
+
+        s = self.settings
+        report = Report([check_file(str(path), timeout=s.timeout, args=list(args),
+                                    run=s.run_options())])
+        return _finish(report, s, str(path))
+
+    def check_model(self, model: Any, dims: dict[str, int] | None = None,
+                    **kwargs: Any) -> Any:
+        """Check a model built in the test (``data=``, ``targets=``, ``loss=`` as for
+        :func:`shapecheck.check_model`); fail the test on findings."""
+        import shapecheck
+
+        s = self.settings
+        kwargs.setdefault("run", s.run)
+        kwargs.setdefault("device", s.device)
+        report = shapecheck.check_model(model, dims or dict(s.dims) or None, **kwargs)
+        return _finish(report, s, f"model `{getattr(model, 'name', model)}`")
+
+
+@pytest.fixture
+def shapecheck(request: pytest.FixtureRequest) -> Checker:
+    """Check scripts and models; a finding at the fail-on level fails the test."""
+    return Checker(_settings(request.config))
+
+
+# --- pytest --shapecheck: one item per script ------------------------------------------
+
+
+class ShapecheckError(Exception):
+    """A script's check failed; the message is the rendered report."""
+
+
+class ScriptItem(pytest.Item):
+    """One model script, checked in its own process."""
+
+    def __init__(self, *, script: str, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.script = script
+        self.settings = settings
+        self.add_marker("shapecheck")
+
+    def runtest(self) -> None:
+        from shapecheck.report import Report
+        from shapecheck.runner import check_file
+
+        s = self.settings
+        report = Report([check_file(self.script, timeout=s.timeout, run=s.run_options())])
+        report.filter(s.select, s.ignore)
+        report.suppress(s.per_file_ignores,
+                        os.path.dirname(s.config_file) if s.config_file else None)
+        if report.exit_code_for(s.fail_on) != 0:
+            raise ShapecheckError(rendered(report))
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, ShapecheckError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"shapecheck {self.name}"
+
+
+class ScriptFile(pytest.File):
+    """A model script as a collector of its one check."""
+
+    settings: Settings
+
+    def collect(self) -> list[ScriptItem]:
+        return [ScriptItem.from_parent(self, name=_ITEM_SUFFIX, script=str(self.path),
+                                       settings=self.settings)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shapecheck: a shape check of a model script")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if not config.getoption("shapecheck", default=False):
+        return
+    from shapecheck.runner import expand
+
+    s = _settings(config)
+    if not s.paths:
+        raise pytest.UsageError("--shapecheck: no model scripts; set paths in "
+                                "[tool.shapecheck] of pyproject.toml")
+    seen = {item.nodeid for item in items}
+    root = config.rootpath
+    for script in expand([p if os.path.isabs(p) else str(root / p) for p in s.paths]):
+        node = ScriptFile.from_parent(session, path=Path(script).resolve())
+        node.settings = s
+        for item in node.collect():
+            if item.nodeid not in seen:
+                items.append(item)
+                seen.add(item.nodeid)
