@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import linecache
 import os
 import sys
 from dataclasses import dataclass, field
@@ -114,15 +115,17 @@ def user_position(skip: int = 1) -> Position:
     if frame is None:
         return None, None, None, None
     line, col, end = frame.f_lineno, None, None
+    path = os.path.abspath(frame.f_code.co_filename)
     try:
         pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
         if pos[0] == line and pos[2] is not None:
-            col = pos[2] + 1
+            text = linecache.getline(path, line).encode()  # offsets count UTF-8 bytes
+            col = len(text[:pos[2]].decode(errors="replace")) + 1
             if pos[1] == line and pos[3] is not None:
-                end = pos[3]
+                end = len(text[:pos[3]].decode(errors="replace"))
     except (IndexError, AttributeError):
         pass
-    return os.path.abspath(frame.f_code.co_filename), line, col, end
+    return path, line, col, end
 
 
 def install() -> Capture:

@@ -133,3 +133,17 @@ def test_check_script_api_matches_cli(captioning: dict) -> None:
     doc = report.to_dict()
     assert report.exit_code == 1
     assert layer(doc, "concat3")["output_shapes"] == layer(captioning, "concat3")["output_shapes"]
+
+
+def test_columns_count_characters_not_bytes(tmp_path):
+    script = tmp_path / "accents.py"
+    script.write_text("import keras\nfrom keras import layers\n"
+                      "x = keras.Input(shape=(32, 8))\n"
+                      "a, b = layers.GRU(16)(x), layers.GRU(16, return_sequences=True)(x)\n"
+                      "é = 'ééé'; y = layers.add([a, b])\n"
+                      "model = keras.Model(x, y)\n", encoding="utf-8")
+    proc = shapecheck("--format", "json", "--isolated", str(script))
+    (d,) = json.loads(proc.stdout)["files"][0]["diagnostics"]
+    line = "é = 'ééé'; y = layers.add([a, b])"
+    assert (d["line"], d["col"]) == (5, line.index("layers.add") + 1)
+    assert d["end_col"] == len(line)
