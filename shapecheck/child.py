@@ -134,7 +134,11 @@ def _reset_keras() -> None:
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if sys.argv[1] == "--many":  # RESULT_DIR SCRIPT...: one after another, less isolated
+    if sys.argv[1] == "--saved":  # RESULT FILE: a saved .keras/.h5 model, not a script
+        from shapecheck.saved import run_saved
+
+        code = run_saved(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "--many":  # RESULT_DIR SCRIPT...: one after another, less isolated
         result_dir, scripts = sys.argv[2], sys.argv[3:]
         saved_path = list(sys.path)
         code = 0

@@ -130,7 +130,8 @@ class Diagnostic:
 @dataclass
 class ScriptError:
     # "not-found" | "not-a-script" | "syntax-error" | "script-error" | "exit" | "timeout"
-    # | "crash" | "device"
+    # | "crash" | "device"; a saved model: "safe-mode" | "custom-object" | "bad-file"
+    # | "load-error"
     kind: str
     message: str
 

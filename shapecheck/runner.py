@@ -17,6 +17,7 @@ from typing import Any
 from shapecheck.analyze import display_path
 from shapecheck.options import DEFAULT_TIMEOUT
 from shapecheck.report import FileReport, ScriptError
+from shapecheck.saved import is_saved_model
 
 RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
 
@@ -41,7 +42,8 @@ def child_env(run: Any = None) -> dict[str, str]:
 
 def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
                args: list[str] | tuple[str, ...] = (), run: Any = None) -> FileReport:
-    """Check one script: run it under capture in a child process.
+    """Check one script: run it under capture in a child process (a saved
+    ``.keras``/``.h5`` model is loaded there instead: :mod:`shapecheck.saved`).
 
     ``run`` (:class:`shapecheck.execute.RunOptions`) executes each model too.
     """
@@ -49,13 +51,16 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
         return _failed(path, "not-found", f"{path}: no such file")
     if os.path.isdir(path):
         return _failed(path, "not-a-script", f"{path}: is a directory, not a Python script")
-    if not path.endswith(".py"):
-        return _failed(path, "not-a-script",
-                       f"{path}: not a Python script (expected a .py file)")
+    saved = is_saved_model(path)  # a saved model: loaded (safe mode), not run
+    if not path.endswith(".py") and not saved:
+        return _failed(path, "not-a-script", f"{path}: not a Python script (expected a .py "
+                       "file, or a saved model: .keras, .h5)")
     fd, result = tempfile.mkstemp(prefix="shapecheck-", suffix=".json")
     os.close(fd)
     env = child_env(run)
     cmd = [sys.executable, "-m", "shapecheck.child", result, path, *args]
+    if saved:
+        cmd = [sys.executable, "-m", "shapecheck.child", "--saved", result, path]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -26,8 +26,9 @@ def _site(path: str | None, line: int | None) -> str:
 
 def render_model(console: Console, model: ModelEntry) -> None:
     where = _site(model.path, model.line)
+    verb = "built at" if model.line else "loaded from"  # a saved model has no line
     title = f"model [bold]{escape(model.name)}[/] ({model.kind})" + (
-        f" built at {escape(where)}" if where else "")
+        f" {verb} {escape(where)}" if where else "")
     if not model.layers:
         console.print(title)
     else:
@@ -35,13 +36,15 @@ def render_model(console: Console, model: ModelEntry) -> None:
         table.add_column("Layer", style="bold")
         table.add_column("Class", style="cyan")
         table.add_column("Output shape", style="green")
-        table.add_column("Line", style="dim")
+        lines = any(layer.path or layer.line for layer in model.layers)
+        if lines:
+            table.add_column("Line", style="dim")
         for layer in model.layers:
             shapes = "\n".join(shape_text(s) for s in layer.output_shapes)
             where = (str(layer.line or "") if layer.path == model.path
                      else _site(layer.path, layer.line))
             table.add_row(escape(layer.name), escape(layer.cls), escape(shapes),
-                          escape(where))
+                          *([escape(where)] if lines else []))
         console.print(table)
     for n, o in model.dims.items():
         low = model.minimums.get(n)
