@@ -69,8 +69,10 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             out, _ = proc.communicate()
+            what = ("loading the model did not finish" if saved
+                    else "the script did not finish")
             return _failed(path, "timeout",
-                           f"{path}: the script did not finish within {timeout:g} s "
+                           f"{path}: {what} within {timeout:g} s "
                            "(a hanging generator or a long computation?); raise "
                            "--timeout if it needs longer",
                            out.decode(errors="replace"))
@@ -84,7 +86,7 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
         if report is None:
             tail = "\n".join(text.strip().splitlines()[-15:])
             return _failed(path, "crash",
-                           f"{path}: the script's process ended abruptly "
+                           f"{path}: the checking process ended abruptly "
                            f"(status {proc.returncode})" + (f":\n{tail}" if tail else ""),
                            text)
         report.output = text
