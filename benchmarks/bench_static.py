@@ -1,17 +1,21 @@
 """How long shapecheck's static pass takes, next to Keras building the same model.
 
-    python benchmarks/bench_static.py            # every model, 1k..20k-layer graphs
+    python benchmarks/bench_static.py            # every model, 1k..50k-layer graphs
     python benchmarks/bench_static.py --quick    # a few models, 1k..5k-layer graphs
 
 Part 1: for ``keras.applications`` models (``weights=None``, unknown spatial
 dims where the model accepts them), Keras's own construction time next to
-``infer_model``'s time on the built model, measured in the same run.
+the static pass on the built model — ``infer_model`` (symbolic shapes) plus
+every diagnostic rule — measured in the same run.  Each run starts with the
+probe fallback's cache empty, as a model's first check does.
 
 Part 2: synthetic graphs of N layers: a chain of ``Dense`` layers, and a
 residual tower (``x = Add()([x, Dense(x)])``, a Dense and an Add per block).
-Keras needs the recursion limit raised to build deep functional graphs; it is
-raised only while building, and ``infer_model`` runs with the default limit
-restored.  The growth exponent is the slope of log(time) against log(N).
+Keras's own recursive graph walk fails at the default recursion limit (shown
+for a 10k-layer chain); to build deep graphs the limit is raised only while
+building, and ``infer_model`` runs with the default limit restored.  The peak
+memory of ``infer_model`` is measured with tracemalloc in a separate run.
+The growth exponent is the slope of log(time) against log(N).
 
 Times are wall-clock seconds (``time.perf_counter``); the static pass is the
 best of a few runs when it is short.  Not a test: nothing is asserted.
@@ -20,6 +24,7 @@ best of a few runs when it is short.  Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import math
 import os
@@ -60,7 +65,7 @@ APPS = [
 QUICK_APPS = {"ResNet50", "MobileNetV2", "EfficientNetB0", "DenseNet121", "InceptionV3",
               "ConvNeXtTiny", "NASNetMobile"}
 
-SIZES = [1000, 2000, 5000, 10000, 20000]
+SIZES = [1000, 2000, 5000, 10000, 20000, 50000]
 QUICK_SIZES = [1000, 2000, 5000]
 
 
@@ -73,20 +78,38 @@ def timed(fn):
 def static_pass(model, budget: float = 4.0):
     """Best of up to 3 runs of ``infer_model`` (fewer when runs are long).
 
-    A full garbage collection before each run keeps the collection of what
-    building the model left behind out of the static pass's time.
+    Each run starts with the probe fallback's cache empty, as a model's first
+    check does. A full garbage collection before each run keeps the
+    collection of what building the model left behind out of the time.
     """
+    from shapecheck import probe
     from shapecheck.infer import infer_model
 
-    gc.collect()
-    shapes, best = timed(lambda: infer_model(model))
+    def fresh():
+        probe._CACHE.clear()
+        gc.collect()
+        return timed(lambda: infer_model(model))
+
+    shapes, best = fresh()
     runs = 1
     while runs < 3 and best * (runs + 1) < budget:
-        gc.collect()
-        _, t = timed(lambda: infer_model(model))
+        _, t = fresh()
         best = min(best, t)
         runs += 1
     return shapes, best
+
+
+def peak_memory(fn):
+    """Peak bytes Python allocates while ``fn`` runs (tracemalloc; timed apart)."""
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def diagnostic_rules(model, shapes) -> str:
@@ -132,7 +155,7 @@ def bench_apps(labels: set[str] | None) -> None:
 
     print("\n== keras.applications (weights=None) ==")
     head = f"{'model':<20} {'calls':>6} {'keras build s':>14} {'infer s':>9} " \
-           f"{'infer/build':>12} {'rules s':>8} {'findings':>9}  notes"
+           f"{'rules s':>8} {'static/build':>13} {'findings':>9}  notes"
     print(head)
     print("-" * len(head))
     tot_build = tot_infer = 0.0
@@ -148,16 +171,18 @@ def bench_apps(labels: set[str] | None) -> None:
         kwargs = {"weights": None, "include_top": False, "input_shape": FREE, **extra}
         model, t_build = timed(lambda: fn(**kwargs))
         shapes, t_infer = static_pass(model)
-        found, t_rules = timed(lambda: diagnostic_rules(model, shapes))
+        found, t_rules = timed(functools.partial(diagnostic_rules, model, shapes))
         tot_build += t_build
-        tot_infer += t_infer
+        tot_infer += t_infer + t_rules
+        ratio = (t_infer + t_rules) / t_build
+        flag = "  OVER 5%" if ratio > 0.05 else ""
         print(f"{label:<20} {len(shapes.results):>6} {t_build:>14.2f} {t_infer:>9.3f} "
-              f"{t_infer / t_build:>12.3f} {t_rules:>8.3f} {found:>9}  {summary(shapes)}",
+              f"{t_rules:>8.3f} {ratio:>13.3f} {found:>9}  {summary(shapes)}{flag}",
               flush=True)
         del model, shapes
     if tot_build:
-        print(f"{'total':<20} {'':>6} {tot_build:>14.2f} {tot_infer:>9.3f} "
-              f"{tot_infer / tot_build:>12.3f}")
+        print(f"{'total':<20} {'':>6} {tot_build:>14.2f} {tot_infer:>9.3f} {'':>8} "
+              f"{tot_infer / tot_build:>13.3f}")
 
 
 # --- part 2: synthetic deep graphs ---------------------------------------------
@@ -205,14 +230,30 @@ def build_with_deep_recursion(kind: str, n: int):
     return out["model"], out["t"]
 
 
+def keras_at_default_limit(n: int = 10_000) -> str:
+    """What Keras does building (and walking) an ``n``-layer chain at the default limit."""
+    import keras
+
+    keras.backend.clear_session()
+    try:
+        model = build_deep("chain", n)
+        model(keras.ops.zeros((1, 2, 8)))
+    except RecursionError as err:
+        return f"RecursionError ({str(err)[:60]})"
+    return "built and ran"
+
+
 def bench_deep(sizes: list[int]) -> None:
     import keras
+
+    print(f"\nKeras, {10_000}-layer chain at the default recursion limit "
+          f"{sys.getrecursionlimit()}: {keras_at_default_limit()}")
 
     limit = sys.getrecursionlimit()
     print(f"\n== synthetic graphs (Keras built with the recursion limit raised; "
           f"infer_model at the default limit {limit}) ==")
     head = f"{'graph':<10} {'layers':>7} {'calls':>7} {'keras build s':>14} {'infer s':>9} " \
-           f"{'infer/build':>12} {'infer us/call':>14}  notes"
+           f"{'infer/build':>12} {'infer us/call':>14} {'infer peak MiB':>15}  notes"
     print(head)
     print("-" * len(head))
     fits = []
@@ -229,8 +270,11 @@ def bench_deep(sizes: list[int]) -> None:
                 print(f"{kind:<10} {n:>7} {'':>7} {t_build:>14.2f} RecursionError: {err}")
                 continue
             calls = len(shapes.results)
+            from shapecheck.infer import infer_model
+
+            mib = peak_memory(functools.partial(infer_model, model)) / (1 << 20)
             print(f"{kind:<10} {n:>7} {calls:>7} {t_build:>14.2f} {t_infer:>9.3f} "
-                  f"{t_infer / t_build:>12.4f} {1e6 * t_infer / calls:>14.1f}  "
+                  f"{t_infer / t_build:>12.4f} {1e6 * t_infer / calls:>14.1f} {mib:>15.1f}  "
                   f"{summary(shapes)}", flush=True)
             ns.append(n)
             tb.append(t_build)
@@ -265,8 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     from shapecheck.infer import infer_model
 
     keras.backend.clear_session()
-    infer_model(keras.applications.MobileNet(weights=None, include_top=False,
-                                             input_shape=FREE))
+    warm = keras.applications.MobileNet(weights=None, include_top=False, input_shape=FREE)
+    diagnostic_rules(warm, infer_model(warm))
 
     if not args.skip_apps:
         bench_apps(QUICK_APPS if args.quick else None)
