@@ -59,15 +59,10 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
     report = FileReport(path=display_path(script))
     stopped = None
     run_options = _run_options()
-    if run_options is not None:
-        from shapecheck.execute import DeviceError, pick_device
-
-        try:
-            pick_device(run_options.device)
-        except DeviceError as err:
-            report.error = ScriptError("device", str(err))
-            _write(result_path, report.finish())
-            return 0
+    report.error = device_error(run_options)
+    if report.error is not None:
+        _write(result_path, report.finish())
+        return 0
     if not capture.INSTALLED:
         capture.install()
     cap = capture.reset()
@@ -109,6 +104,20 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
 def _write(result_path: str, report: Any) -> None:
     with open(result_path, "w", encoding="utf-8") as fh:
         json.dump(report.to_dict(), fh)
+
+
+def device_error(run_options: Any) -> Any:
+    """A ``device`` ScriptError when ``--run`` asks for a device that is not there."""
+    if run_options is None:
+        return None
+    from shapecheck.execute import DeviceError, pick_device
+    from shapecheck.report import ScriptError
+
+    try:
+        pick_device(run_options.device)
+    except DeviceError as err:
+        return ScriptError("device", str(err))
+    return None
 
 
 def _run_options() -> Any:

@@ -377,21 +377,16 @@ def load(path: str) -> tuple[Any, Any, list[str]]:
 def run_saved(result_path: str, path: str) -> int:
     """The child's ``--saved`` mode: load ``path``, analyse it, write the report."""
     from shapecheck.analyze import analyze, display_path
-    from shapecheck.child import _run_options, _write
+    from shapecheck.child import _run_options, _write, device_error
     from shapecheck.report import FileReport, NoteEntry, ScriptError
 
     shown = display_path(path)
     report = FileReport(path=shown)
     run_options = _run_options()
-    if run_options is not None:
-        from shapecheck.execute import DeviceError, pick_device
-
-        try:
-            pick_device(run_options.device)
-        except DeviceError as err:
-            report.error = ScriptError("device", str(err))
-            _write(result_path, report.finish())
-            return 0
+    report.error = device_error(run_options)
+    if report.error is not None:
+        _write(result_path, report.finish())
+        return 0
     try:
         model, loss, notes = load(path)
     except LoadFailure as failure:
