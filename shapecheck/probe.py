@@ -34,11 +34,24 @@ def _cache_key(op: Any, args: tuple, kwargs: dict) -> Any:
         return None
     config.pop("name", None)
     try:
-        key = (type(op), repr(sorted(config.items())), repr((args, kwargs)))
+        key = (type(op), repr(sorted(config.items())), _freeze((args, kwargs)))
         hash(key)
     except Exception:
         return None
     return key
+
+
+def _freeze(obj: Any) -> Any:
+    """A hashable stand-in for call arguments (sympy dims hash; printing them is slow)."""
+    if isinstance(obj, Sym):
+        return ("Sym", tuple(obj.shape), obj.dtype)
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(_freeze(o) for o in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple((k, _freeze(v)) for k, v in sorted(obj.items(), key=repr)))
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return repr(obj)
 
 
 _CACHE: dict[Any, tuple[list[tuple], list[str]]] = {}
@@ -92,7 +105,8 @@ def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) ->
 
     observed: list[list[tuple]] = []
     inputs = [item for item in flatten((args, kwargs)) if isinstance(item, Sym)]
-    if syms and len(inputs) == 1:  # shape-preserving (scales, activations): two probes tell
+    if syms and inputs and all(tuple(i.shape) == tuple(inputs[0].shape) for i in inputs):
+        # shape-preserving (scales, activations, x + a * y of equal shapes): two probes tell
         for values in assignments[:2]:
             observed.append(run(values))
         given = [concrete(inputs[0], v).shape for v in assignments[:2]]
