@@ -15,8 +15,8 @@ import re
 from html import escape
 from importlib import resources
 
-from shapecheck.render.svg import (DEFS, STYLE, Scenes, layers_of, lookup_in, scene_data,
-                                   scene_markup, shape_text)
+from shapecheck.render.svg import (DEFS, STYLE, Scene, Scenes, layers_of, lookup_in,
+                                   scene_data, scene_markup, shape_text)
 from shapecheck.report import Diagnostic, Report
 
 _ERRORS = """
@@ -115,7 +115,7 @@ def render(report: Report) -> str:
     tabs: list[dict] = []
     canvases: list[str] = []
     tab_of: dict[tuple[int, str], int] = {}
-    root_scene: dict[int, object] = {}
+    root_scene: dict[int, Scene] = {}
     many_files = len(report.files) > 1
     for k, f in enumerate(report.files):
         for model in f.models:

@@ -107,16 +107,9 @@ class Scene:
     findings: dict[int, list[Diagnostic]]
     nested: dict[int, "Scene"] = field(default_factory=dict)
 
-    def find(self, d: Diagnostic) -> list[int]:
-        """The layers a finding is at: by name, narrowed by line when the layer is shared."""
-        return layers_of(self.model, d)
-
-    @property
-    def size(self) -> int:
-        return len(self.model.layers) + sum(s.size for s in self.nested.values())
-
 
 def layers_of(model: ModelEntry, d: Diagnostic) -> list[int]:
+    """The layers a finding is at: by name, narrowed by line when the layer is shared."""
     if d.layer is None:
         return []
     hits = [i for i, layer in enumerate(model.layers) if layer.name == d.layer]
@@ -228,9 +221,7 @@ class Scenes:
         for i, layer in enumerate(model.layers):
             names.setdefault(layer.name, []).append(i)
         label_at = {(lb.node, lb.out): k for k, lb in enumerate(drawing.labels)}
-        # weakest first, so the strongest severity's classes are the ones that show
-        for i, ds in sorted(on_node.items(), key=lambda kv: -min(_rank(d.severity)
-                                                                  for d in kv[1])):
+        for i, ds in on_node.items():  # where classes meet, the style sheet ranks them
             sev = min((d.severity for d in ds), key=_rank)
             node_classes[i] |= {f"sev-{sev}"}
             # the path from each layer the finding names down to its layer
@@ -361,11 +352,11 @@ def render(report: Report) -> str:
         if not model.layers:
             continue
         scene = scenes.build(model, findings)
-        parts.append(f'<text class="title" x="16" y="{y + 16:.1f}">'
-                     f'{escape(title_of(report.files[k].path, model))}</text>')
+        title = title_of(report.files[k].path, model)
+        parts.append(f'<text class="title" x="16" y="{y + 16:.1f}">{escape(title)}</text>')
         parts.append(f'<g transform="translate(0,{y + 24:.1f})">{scene_markup(scene)}</g>')
         y += 24 + scene.drawing.height
-        width = max(width, scene.drawing.width, len(title_of(report.files[k].path, model)) * 8.6 + 32)
+        width = max(width, scene.drawing.width, len(title) * 8.6 + 32)
         own = [d for d in findings if d.model == model.name]
         for d in own:
             where = f"line {d.line} " if d.line else ""
