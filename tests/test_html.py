@@ -402,6 +402,60 @@ def test_browser_opens_nested_models(tmp_path: Path) -> None:
     assert before != after
 
 
+DRIVE = """<script>
+(function () {
+  function fire(el, type, x, y, extra) {
+    var init = Object.assign({bubbles: true, cancelable: true, clientX: x, clientY: y,
+                              button: 0, pointerId: 1}, extra || {});
+    el.dispatchEvent(type === "wheel" ? new WheelEvent(type, init) : new PointerEvent(type, init));
+  }
+  document.querySelectorAll("nav.tabs button").forEach(function (b) { b.click(); });
+  document.querySelector("nav.tabs button").click();
+  document.querySelectorAll(".toolbar button").forEach(function (b) { b.click(); });
+  document.querySelectorAll("li.finding").forEach(function (li) { li.click(); });
+  var canvas = document.querySelector(".canvas:not([hidden])");
+  fire(canvas, "wheel", 300, 300, {deltaY: -240});
+  fire(canvas, "pointerdown", 300, 300);
+  fire(canvas, "pointermove", 360, 340);
+  fire(canvas, "pointerup", 360, 340);
+  var block = document.querySelector('.node.expandable[data-layer="block"]');
+  fire(block.querySelector("rect"), "pointerdown", 10, 10);
+  fire(block.querySelector("rect"), "pointerup", 10, 10);
+  document.body.setAttribute("data-opened-by-click", String(block.classList.contains("open")));
+  var skip = document.querySelector('.node[data-layer="skip"] rect');
+  fire(skip, "pointerdown", 10, 10);
+  fire(skip, "pointerup", 10, 10);
+  var active = document.querySelector("li.finding.active");
+  document.body.setAttribute("data-selected", active ? active.getAttribute("data-finding") : "");
+  document.dispatchEvent(new KeyboardEvent("keydown", {key: "f", bubbles: true}));
+  window.dispatchEvent(new Event("resize"));
+  document.body.setAttribute("data-driven", "1");
+})();
+</script>"""
+
+
+@needs_browser
+def test_browser_controls_run_without_errors(tmp_path: Path) -> None:
+    """Tabs, toolbar, findings, wheel, drag, a click that opens a nested model and one
+    that selects a finding, keys and a resize: no script error."""
+    report = shapecheck.check_model(nested_model())
+    inner = shapecheck.check_model(nested_model().get_layer("block")).files[0].models[0]
+    inner.name = "block"
+    report.files[0].models.append(inner)
+    report.files[0].diagnostics += [
+        Diagnostic("SC301", "warning", "`skip` adds", model="outer", layer="skip"),
+        Diagnostic("SC999", "info", "no layer", model="outer"),
+        Diagnostic("SC998", "info", "no model")]
+    page = tmp_path / "driven.html"
+    page.write_text(html.render(report).replace("</body>", DRIVE + "</body>"),
+                    encoding="utf-8")
+    dom = opened(page, tmp_path)
+    assert dom.body["data-driven"] == "1"
+    assert dom.body["data-opened-by-click"] == "true"
+    assert dom.body["data-selected"] == "0"  # clicking the marked layer selects its finding
+    assert "sev-warning" in classes_of(dom, "skip")
+
+
 def residual_tower(blocks: int) -> keras.Model:
     """x -> (Dense, Add) * blocks: Keras recurses once per layer while building it."""
     out: dict = {}
