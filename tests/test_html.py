@@ -213,7 +213,7 @@ def test_html_is_one_self_contained_page(captioning: Report) -> None:
     data = page_data(page)
     layers = [layer.name for layer in captioning.models[0].layers]
     assert data["findings"] == [{"tab": 0, "nodes": [layers.index("concat3")],
-                                 "layer": "concat3", "code": "SC601"}]
+                                 "layer": "concat3", "code": "SC601", "severity": "error"}]
     assert 'data-layer="concat3"' in page and "give every input of a batch" in page
     assert "(47, 4096)" in page  # the finding's shapes are listed beside the graph
 

@@ -163,7 +163,8 @@ def render(report: Report) -> str:
         for d in f.diagnostics:
             t = tab_of.get((k, d.model), -1) if d.model else -1
             nodes = layers_of(root_scene[t].model, d) if t in root_scene else []
-            findings.append({"tab": t, "nodes": nodes, "layer": d.layer, "code": d.code})
+            findings.append({"tab": t, "nodes": nodes, "layer": d.layer, "code": d.code,
+                             "severity": d.severity})
             aside.append(_finding(len(findings) - 1, d, t, f.path))
         aside.append("</ol>")
 

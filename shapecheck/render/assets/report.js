@@ -345,14 +345,18 @@
 
   window.addEventListener("resize", function () { if (active >= 0) fit(active); });
 
-  /* Start: the tab the address asks for (#tab=N), else the first model with a finding,
-     else the first; #open=1 opens its nested models, #focus=N focuses finding N (in a
-     model too large to see whole, the first finding is focused). */
+  /* Start: the tab the address asks for (#tab=N), else the model of the first error
+     (else warning, else any finding), else the first; #open=1 opens its nested models,
+     #focus=N focuses finding N (in a model too large to see whole, the first finding
+     is focused). */
   function param(name) {
     var m = new RegExp("(?:^#|&)" + name + "=(\\d+)").exec(location.hash || "");
     return m ? +m[1] : null;
   }
-  var first = data.findings.filter(function (fd) { return fd.tab >= 0; })[0];
+  var shown = data.findings.filter(function (fd) { return fd.tab >= 0; });
+  var first = ["error", "warning", "info"].map(function (sev) {
+    return shown.filter(function (fd) { return fd.severity === sev; })[0];
+  }).filter(Boolean)[0] || shown[0];
   var tab = param("tab"), focus = param("focus");
   activate(tab !== null ? tab : first ? first.tab : 0);
   if (param("open") === 1 && active >= 0 && tabs[active].scene) {
