@@ -329,7 +329,7 @@
       if (act === "fit") fit(active);
       else if (act === "in") zoom(active, 1.25);
       else if (act === "out") zoom(active, 0.8);
-      else if (act === "open" || act === "close") {
+      else if ((act === "open" || act === "close") && tabs[active].scene) {
         setAll(tabs[active].scene, act === "open");
         fit(active);
       }
@@ -371,8 +371,9 @@
   }
 
   window.shapecheckReport = { focus: focusFinding, activate: activate, fit: fit,
-    toggle: toggle, expandAll: function () { if (active >= 0) setAll(tabs[active].scene, true); } };
+    toggle: toggle };
   document.body.setAttribute("data-render-ms", (performance.now() - started).toFixed(1));
-  document.body.setAttribute("data-nodes", String(document.querySelectorAll(".sc-graph .node").length));
+  document.body.setAttribute("data-nodes",
+    String(document.querySelectorAll(".sc-graph .node").length));
   document.body.setAttribute("data-ready", "1");
 })();
