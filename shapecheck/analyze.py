@@ -6,7 +6,7 @@ import os
 from typing import Any, Callable
 
 from shapecheck import dims
-from shapecheck.infer import ModelShapes, infer_model
+from shapecheck.infer import ModelShapes, _is_model, infer_model
 from shapecheck.report import (ConstraintEntry, Diagnostic, LayerEntry, ModelEntry,
                                NoteEntry)
 
@@ -52,22 +52,27 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
         return entry
     shapes = shapes or infer_model(model)
     by_id = {c.id: c for c in shapes.graph.calls}
+    index: dict[int, int] = {}  # call id -> its position in entry.layers
     for r in shapes.results:
         call = r.call
         if call.internal:
             continue
-        inputs = []
+        inputs, sources = [], []
         for k in call.inputs:
             src = shapes.graph.producer.get(k)
             if src is None or by_id[src[0]].internal:
                 continue
             if by_id[src[0]].name not in inputs:
                 inputs.append(by_id[src[0]].name)
+            if src[0] in index:
+                sources.append([index[src[0]], src[1]])
+        index[call.id] = len(entry.layers)
         entry.layers.append(LayerEntry(
             name=call.name, cls=call.cls, path=show(call.path), line=call.line,
             inputs=inputs,
             output_shapes=[[dims.to_json(dims.bind(d, bindings)) for d in s]
-                           for s in r.shapes]))
+                           for s in r.shapes],
+            sources=sources, model=call.op.name if _is_model(call.op) else None))
     used = {n for r in shapes.results for s in r.shapes for d in s
             for n in dims.free_names(d)}
     entry.dims = {n: info.origin for n, info in shapes.scope.dims.items() if n in used}

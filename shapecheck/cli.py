@@ -93,6 +93,35 @@ def render(report: object, s: Settings) -> None:
         print(text)
 
 
+def write_pictures(report: object, s: Settings) -> bool:
+    """Write ``--html`` and ``--svg`` and say where (stderr unless the output is rich);
+    False when a file could not be written."""
+    ok = True
+    for path, kind in ((s.html, "html"), (s.svg, "svg")):
+        if not path:
+            continue
+        import importlib
+
+        module = importlib.import_module(f"shapecheck.render.{kind}")
+        what = "HTML report" if kind == "html" else "SVG picture"
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(module.render(report))
+        except OSError as err:
+            print(f"shapecheck: could not write the {what} {path}: {err.strerror or err}",
+                  file=sys.stderr)
+            ok = False
+            continue
+        if s.format == "rich":
+            from rich.console import Console
+            from rich.markup import escape
+
+            Console(highlight=False).print(f"{what} written to [bold]{escape(path)}[/]")
+        else:
+            print(f"shapecheck: {what} written to {path}", file=sys.stderr)
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("rules", "rule") and not os.path.exists(argv[0]):
@@ -107,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     report.suppress(s.per_file_ignores,
                     os.path.dirname(s.config_file) if s.config_file else None)
     render(report, s)
+    if not write_pictures(report, s):
+        return 2
     return report.exit_code_for(s.fail_on)
 
 

@@ -86,6 +86,12 @@ def _paths(value: Any) -> list[str]:
     return [str(v) for v in items]
 
 
+def _file(value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise OptionError(f"{value!r} is not a file name")
+    return str(value)
+
+
 def _per_file(value: Any) -> dict[str, list[str]]:
     if not isinstance(value, dict):
         raise OptionError("per-file-ignores is a table of glob = [codes]")
@@ -124,6 +130,11 @@ OPTIONS: tuple[Option, ...] = (
            _choice(FAIL_ON), "error", choices=FAIL_ON, group="output"),
     Option("no_tables", "--no-tables", "rich output: findings only, without each model's "
            "shape table", _flag, False, is_flag=True, group="output"),
+    Option("html", "--html", "also write one self-contained HTML page: each model's layer "
+           "graph with its shapes, the findings beside it", _file, None, metavar="FILE",
+           config=False, group="output"),
+    Option("svg", "--svg", "also write the layer graphs as one SVG picture (models stacked, "
+           "findings marked)", _file, None, metavar="FILE", config=False, group="output"),
     Option("timeout", "--timeout", f"time limit per script in seconds (default "
            f"{DEFAULT_TIMEOUT:g})", _positive(float), DEFAULT_TIMEOUT, metavar="SECONDS"),
     Option("jobs", "-j", "scripts checked at once, each in its own process (default: the "
@@ -156,6 +167,8 @@ class Settings:
     format: str = "rich"
     fail_on: str = "error"
     no_tables: bool = False
+    html: str | None = None
+    svg: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     jobs: int | None = None
     select: list[str] | None = None
@@ -272,7 +285,7 @@ def add_pytest_options(parser: Any) -> None:
                     help="check the model scripts named in [tool.shapecheck] paths, one "
                          "test item per script")
     for option in OPTIONS:
-        if option.flag is None or option.name in ("jobs", "format", "no_tables"):
+        if option.flag is None or option.name in ("jobs", "format", "no_tables", "html", "svg"):
             continue
         flag = "--shapecheck-" + option.flag.lstrip("-")
         dest = "shapecheck_" + option.name

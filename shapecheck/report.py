@@ -28,15 +28,21 @@ class LayerEntry:
     line: int | None
     inputs: list[str]
     output_shapes: list[list[JsonDim]]
+    # one [layer index, output index] per input tensor, in argument order: the layer
+    # (an index into the model's "layers") and which of its outputs the tensor is
+    sources: list[list[int]] = field(default_factory=list)
+    model: str | None = None  # a nested model called as a layer: its name
 
     def to_dict(self) -> dict:
         return {"name": self.name, "class": self.cls, "line": self.line, "path": self.path,
-                "inputs": self.inputs, "output_shapes": self.output_shapes}
+                "inputs": self.inputs, "output_shapes": self.output_shapes,
+                "sources": self.sources, "model": self.model}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerEntry":
         return cls(d["name"], d["class"], d.get("path"), d.get("line"), d.get("inputs", []),
-                   d.get("output_shapes", []))
+                   d.get("output_shapes", []), [list(s) for s in d.get("sources", [])],
+                   d.get("model"))
 
 
 @dataclass
