@@ -154,7 +154,9 @@ def install() -> Capture:
         self._shapecheck_site = _call_site(self.operation, 2)
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
-        self._shapecheck_internal = any(op is not self.operation for op in _ACTIVE)
+        # A Sequential model building itself on its first call makes its own graph.
+        self._shapecheck_internal = any(op is not self.operation
+                                        and not isinstance(op, Sequential) for op in _ACTIVE)
         if not self._shapecheck_internal:
             op = getattr(self.operation, "failed_op", self.operation)
             CAPTURE.recent.append(CallSite(op, self._shapecheck_site[0],

@@ -147,3 +147,17 @@ def test_columns_count_characters_not_bytes(tmp_path):
     line = "é = 'ééé'; y = layers.add([a, b])"
     assert (d["line"], d["col"]) == (5, line.index("layers.add") + 1)
     assert d["end_col"] == len(line)
+
+
+def test_a_sequential_built_by_its_first_call_lists_its_layers(tmp_path):
+    script = tmp_path / "nested.py"
+    script.write_text("import keras\nfrom keras import layers\n"
+                      "head = keras.Sequential([layers.Dense(8), layers.Dense(2)], "
+                      "name='head')\n"
+                      "x = keras.Input((16,))\n"
+                      "model = keras.Model(x, head(layers.Dense(4)(x)))\n")
+    proc = shapecheck("--format", "json", "--isolated", str(script))
+    models = {m["name"]: m for m in json.loads(proc.stdout)["files"][0]["models"]}
+    inner = [entry["name"] for entry in models["head"]["layers"]]
+    assert len(inner) == 3 and inner[1:] == ["dense", "dense_1"]
+    assert [entry["line"] for entry in models["head"]["layers"]][1:] == [3, 3]
