@@ -294,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"models {sorted(QUICK_APPS)} and graphs of {QUICK_SIZES} layers")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                         help="comma-separated layer counts for the synthetic graphs")
+    parser.add_argument("--models", type=lambda s: set(s.split(",")),
+                        help="comma-separated labels of the keras.applications models to time")
     parser.add_argument("--skip-apps", action="store_true")
     parser.add_argument("--skip-deep", action="store_true")
     args = parser.parse_args(argv)
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     diagnostic_rules(warm, infer_model(warm))
 
     if not args.skip_apps:
-        bench_apps(QUICK_APPS if args.quick else None)
+        bench_apps(args.models or (QUICK_APPS if args.quick else None))
     if not args.skip_deep:
         bench_deep(args.sizes or (QUICK_SIZES if args.quick else SIZES))
 
