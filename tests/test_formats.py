@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,14 +27,7 @@ MISSING = "fixtures/no_such_script.py"
 ADD_CALL = "add([gru_1, gru_1b])"
 
 
-@contextlib.contextmanager
-def cwd(path: Path):
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+cwd = contextlib.chdir  # the working directory for the block
 
 
 def line_of(path: str, needle: str) -> tuple[int, int]:

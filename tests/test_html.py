@@ -35,14 +35,7 @@ BIDIRECTIONAL = "fixtures/seed004_bidirectional_states.py"  # SC401 at `Dec_Bi1`
 WINDOW = (1400, 850)
 
 
-@contextlib.contextmanager
-def cwd(path: Path):
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+cwd = contextlib.chdir  # the working directory for the block
 
 
 @pytest.fixture(scope="module")
