@@ -1,0 +1,263 @@
+"""Differential fuzzing at length: random valid Keras graphs against shapecheck.
+
+    python benchmarks/fuzz.py --graphs 10000            # seeds 0..9999
+    python benchmarks/fuzz.py --graphs 500 --seed 7000  # another stretch of seeds
+    python benchmarks/fuzz.py --graphs 200 --keep out/  # keep reproducers of failures
+
+Each seed gives one valid graph (``tests/fuzz/gen.py`` driven by a seeded
+``random`` instead of hypothesis: no shrinking).  For each: Keras runs it at
+``--assignments`` assignments of its variable dims and every layer's output
+shape must equal shapecheck's inference; inference leaves no
+``inference-defect``/``rule-error`` note; ``check_model`` reports nothing at
+warning or error level, without data and with data and targets at the first
+assignment.  Every ``--inject-every``-th graph also yields a buggy variant
+(the kinds in turn) that must get an error-level finding: through
+``check_model`` when Keras builds it, else through its script run under
+capture (in batches, one child process per batch).
+
+The graphs run in a worker process; when TensorFlow kills it (a crash in a
+kernel), the seed is counted as a crash and the run goes on from the next.
+
+Prints the counts (graphs, layer types covered, assignments executed,
+mismatches, false alarms, injected bugs per kind and detected, seconds) and,
+with ``--json``, writes them to a file.  Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--graphs", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0, help="first seed")
+    ap.add_argument("--max-layers", type=int, default=16)
+    ap.add_argument("--assignments", type=int, default=3, choices=(2, 3, 4))
+    ap.add_argument("--inject-every", type=int, default=2,
+                    help="derive a buggy graph from every N-th valid graph (0: none)")
+    ap.add_argument("--batch", type=int, default=40,
+                    help="buggy scripts checked per child process")
+    ap.add_argument("--no-data", action="store_true",
+                    help="leave out the second check_model with data and targets")
+    ap.add_argument("--keep", metavar="DIR", help="write a reproducer for each failure here")
+    ap.add_argument("--json", metavar="FILE", help="write the counts as JSON")
+    ap.add_argument("--progress", type=int, default=250, help="print counts every N graphs")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+# --- the worker: one line of JSON per result -------------------------------------------------
+
+
+def worker(args: argparse.Namespace) -> int:
+    warnings.filterwarnings("ignore")
+    import keras
+
+    from tests.fuzz.gen import BUG_KINDS, RandomChooser, generate, inject
+    from tests.fuzz.harness import check_injected, check_scripts, check_valid
+
+    pending: list = []
+
+    def say(obj: dict) -> None:
+        sys.stdout.write("@" + json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    def keep(name: str, source: str) -> None:
+        if args.keep:
+            with open(os.path.join(args.keep, name), "w", encoding="utf-8") as fh:
+                fh.write(source)
+
+    def injected(seed: int, spec, res) -> None:
+        if not res.detected:
+            keep(f"missed_{res.kind}_{seed}.py", spec.source())
+        say({"injected": {"seed": seed, "kind": res.kind, "path": res.path,
+                          "detected": res.detected, "codes": res.codes, "other": res.other,
+                          "error": res.error}})
+
+    def flush() -> None:
+        if pending:
+            for (seed, spec), res in zip(pending, check_scripts([s for _, s in pending])):
+                injected(seed, spec, res)
+            pending.clear()
+
+    for i in range(args.graphs):
+        seed = args.seed + i
+        say({"start": seed})
+        spec = generate(RandomChooser(seed), max_layers=args.max_layers)
+        res = check_valid(spec, count=args.assignments, with_data=not args.no_data)
+        if not res.ok:
+            keep(f"graph_{seed}.py", spec.source())
+        say({"graph": {"seed": seed, "layers": len(spec.nodes),
+                       "kinds": sorted(n.kind for n in spec.nodes),
+                       "assignments": res.assignments, "mismatches": len(res.mismatches),
+                       "false_alarms": len(res.false_alarms), "notes": len(res.notes),
+                       "minimums": len(res.minimums), "approximate": len(res.approximate),
+                       "keras_error": res.keras_error is not None,
+                       "internal": res.internal is not None,
+                       "problems": res.problems()[:6]}})
+        if args.inject_every and seed % args.inject_every == 0 and res.keras_error is None:
+            kind = BUG_KINDS[(seed // args.inject_every) % len(BUG_KINDS)]
+            bug = inject(spec, kind, RandomChooser(seed * 7919 + 1))
+            if bug is None:
+                say({"no_site": {"seed": seed, "kind": kind}})
+            else:
+                out = check_injected(bug)
+                if out is None:
+                    pending.append((seed, bug))
+                    if len(pending) >= args.batch:
+                        flush()
+                else:
+                    injected(seed, bug, out)
+        keras.backend.clear_session()
+    flush()
+    return 0
+
+
+# --- the parent: runs workers, counts ----------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.worker:
+        return worker(args)
+    from tests.fuzz.gen import BUG_KINDS, OP_NAMES
+
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    c: dict = {
+        "graphs": 0, "layers": 0, "assignments": 0, "graphs_with_mismatch": 0,
+        "mismatches": 0, "graphs_with_false_alarm": 0, "false_alarms": 0,
+        "bad_notes": 0, "minimum_claims_too_large": 0, "approximate_notes": 0,
+        "generator_invalid": 0, "internal_errors": 0, "crashed_seeds": [],
+        "injected": {k: {"made": 0, "built": 0, "refused": 0, "detected": 0, "no_site": 0}
+                     for k in BUG_KINDS},
+    }
+    covered: collections.Counter = collections.Counter()
+    codes: dict[str, collections.Counter] = {k: collections.Counter() for k in BUG_KINDS}
+    failures: list[dict] = []
+    missed: list[dict] = []
+    start = time.perf_counter()
+    seed, end = args.seed, args.seed + args.graphs
+    done = 0
+    while seed < end:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(seed),
+               "--graphs", str(end - seed), "--max-layers", str(args.max_layers),
+               "--assignments", str(args.assignments), "--inject-every",
+               str(args.inject_every), "--batch", str(args.batch)]
+        cmd += ["--no-data"] if args.no_data else []
+        cmd += ["--keep", args.keep] if args.keep else []
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, cwd=ROOT)
+        current = None
+        for line in proc.stdout:
+            if not line.startswith("@"):
+                continue
+            msg = json.loads(line[1:])
+            if "start" in msg:
+                current = msg["start"]
+            elif "graph" in msg:
+                g = msg["graph"]
+                done += 1
+                c["graphs"] += 1
+                c["layers"] += g["layers"]
+                covered.update(g["kinds"])
+                c["assignments"] += g["assignments"]
+                c["mismatches"] += g["mismatches"]
+                c["graphs_with_mismatch"] += int(g["mismatches"] > 0)
+                c["false_alarms"] += g["false_alarms"]
+                c["graphs_with_false_alarm"] += int(g["false_alarms"] > 0)
+                c["bad_notes"] += g["notes"]
+                c["minimum_claims_too_large"] += g["minimums"]
+                c["approximate_notes"] += g["approximate"]
+                c["generator_invalid"] += int(g["keras_error"])
+                c["internal_errors"] += int(g["internal"])
+                if g["problems"]:
+                    failures.append({"seed": g["seed"], "problems": g["problems"]})
+                if args.progress and done % args.progress == 0:
+                    print(f"[{done}/{args.graphs}] {time.perf_counter() - start:.0f}s, "
+                          f"failures {len(failures)}, missed {len(missed)}", flush=True)
+            elif "no_site" in msg:
+                c["injected"][msg["no_site"]["kind"]]["no_site"] += 1
+            elif "injected" in msg:
+                r = msg["injected"]
+                k = c["injected"][r["kind"]]
+                k["made"] += 1
+                k[r["path"]] += 1
+                k["detected"] += int(r["detected"])
+                codes[r["kind"]].update(r["codes"] or ["(none)"])
+                if not r["detected"]:
+                    missed.append(r)
+        proc.wait()
+        if proc.returncode == 0:
+            break
+        crashed = current if current is not None else seed
+        c["crashed_seeds"].append(crashed)
+        print(f"worker died (status {proc.returncode}) at seed {crashed}; going on",
+              flush=True)
+        seed = crashed + 1
+    seconds = time.perf_counter() - start
+    import keras
+
+    c["layer_types_covered"] = len(covered)
+    c["layer_types"] = dict(sorted(covered.items()))
+    c["generator_types_never_generated"] = sorted(set(OP_NAMES) - set(covered))
+    c["seconds"] = round(seconds, 1)
+    c["graphs_per_second"] = round(c["graphs"] / seconds, 3) if seconds else 0.0
+    c["seeds"] = [args.seed, end - 1]
+    c["codes_by_kind"] = {k: dict(v) for k, v in codes.items()}
+    c["failures"] = failures[:300]
+    c["missed"] = missed[:300]
+    c["date"] = datetime.date.today().isoformat()
+    c["machine"] = (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+                    f"Python {platform.python_version()}, Keras {keras.__version__} "
+                    f"({keras.backend.backend()} backend), command line "
+                    f"{' '.join(sys.argv[1:]) or '(defaults)'}")
+    report(c)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(c, fh, indent=1)
+    return 0
+
+
+def report(c: dict) -> None:
+    print(f"graphs generated         {c['graphs']} (seeds {c['seeds'][0]}..{c['seeds'][1]}), "
+          f"{c['layers']} layer calls")
+    print(f"layer types covered      {c['layer_types_covered']}")
+    print(f"assignments executed     {c['assignments']}")
+    print(f"mismatches               {c['mismatches']} in {c['graphs_with_mismatch']} graphs")
+    print(f"false alarms             {c['false_alarms']} in {c['graphs_with_false_alarm']} "
+          "graphs (warning or error on a valid graph)")
+    print(f"defect/rule-error notes  {c['bad_notes']}")
+    print(f"minimums too large       {c['minimum_claims_too_large']}")
+    print(f"approximate notes        {c['approximate_notes']} (probe fallback, not failures)")
+    print(f"generator invalid        {c['generator_invalid']} (Keras refused a 'valid' graph)")
+    print(f"internal errors          {c['internal_errors']}")
+    print(f"crashed seeds            {c['crashed_seeds'] or 'none'}")
+    print("injected bugs            kind: made / built / refused / detected (no site)")
+    for kind, v in c["injected"].items():
+        print(f"  {kind:22s} {v['made']} / {v['built']} / {v['refused']} / {v['detected']}"
+              f"  ({v['no_site']})")
+    print(f"seconds                  {c['seconds']} ({c['graphs_per_second']} graphs/s)")
+    print(f"machine                  {c['machine']}")
+    for f in c["failures"][:30]:
+        print("FAIL", f["seed"], " | ".join(p[:240] for p in f["problems"]))
+    for m in c["missed"][:30]:
+        print("MISSED", m)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""Differential checks of generated graphs: Keras is the oracle.
+
+For a valid graph (:func:`check_valid`): inferred shapes equal Keras's at
+2-3 assignments of the variable input dims (the generator's probe sizes,
+which every window fits), inference leaves no ``inference-defect`` or
+``rule-error`` note, the smallest sizes shapecheck claims the windows need
+are no larger than sizes Keras runs, and ``check_model`` reports nothing at
+warning or error level.
+
+For a graph with an injected bug (:func:`check_injected`): an error-level
+finding, from ``check_model`` when Keras builds the model, else from the
+generated script run under capture (:func:`check_scripts`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from tests.fuzz.gen import GraphSpec  # noqa: E402
+
+BAD_NOTES = ("inference-defect", "rule-error", "shape-error")
+
+
+@dataclass
+class ValidResult:
+    assignments: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # inference-defect / rule-error / shape-error
+    approximate: list[str] = field(default_factory=list)
+    false_alarms: list[str] = field(default_factory=list)  # findings at warning/error level
+    minimums: list[str] = field(default_factory=list)  # minimum sizes above sizes Keras runs
+    keras_error: str | None = None  # Keras refused or failed the "valid" graph (generator bug)
+    internal: str | None = None  # shapecheck raised
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatches or self.notes or self.false_alarms or self.minimums
+                    or self.keras_error or self.internal)
+
+    def problems(self) -> list[str]:
+        out = [f"mismatch: {m}" for m in self.mismatches]
+        out += [f"note: {n}" for n in self.notes]
+        out += [f"false alarm: {f}" for f in self.false_alarms]
+        out += [f"minimum: {m}" for m in self.minimums]
+        if self.keras_error:
+            out.append(f"keras: {self.keras_error}")
+        if self.internal:
+            out.append(f"internal: {self.internal}")
+        return out
+
+
+def build(spec: GraphSpec | str) -> Any:
+    """Run the graph's script in this process; its ``model``."""
+    source = spec if isinstance(spec, str) else spec.source()
+    ns: dict[str, Any] = {"__name__": "fuzz_graph"}
+    exec(compile(source, "<fuzz graph>", "exec"), ns)
+    return ns["model"]
+
+
+def _input_name(t: Any) -> str:
+    hist = getattr(t, "_keras_history", None)
+    return hist[0].name if hist is not None else getattr(t, "name", "")
+
+
+def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None,
+                count: int = 3, with_data: bool = True) -> ValidResult:
+    """The property on one valid graph (its script, or the spec)."""
+    import keras
+
+    from shapecheck import check_model
+    from shapecheck.infer import infer_model
+    from shapecheck.oracle import check_against_keras
+    from shapecheck.rules.context import ModelContext
+    from shapecheck.rules.sizes import minimum_sizes
+
+    res = ValidResult()
+    keras.backend.clear_session()
+    if sizes is None:
+        sizes = spec.sizes() if isinstance(spec, GraphSpec) else _sizes_of(spec)
+    try:
+        model = build(spec)
+    except Exception as err:
+        res.keras_error = f"build: {type(err).__name__}: {str(err)[:300]}"
+        return res
+    try:
+        shapes = infer_model(model)
+    except Exception:
+        res.internal = "infer_model: " + traceback.format_exc(limit=3)[-600:]
+        return res
+    for n in shapes.scope.notes:
+        if n.kind in BAD_NOTES:
+            res.notes.append(f"{n.kind}: {n.layer}: {n.message}")
+        elif n.kind == "approximate":
+            res.approximate.append(f"{n.layer}: {n.message}")
+    named = _named_sizes(shapes, model, sizes, count)
+    try:
+        ctx = ModelContext(model, shapes, lambda p: p)
+        for name, (least, layer) in minimum_sizes(ctx).items():
+            if name in named and least > min(named[name]):
+                res.minimums.append(f"{name} >= {least} (from {layer}); Keras runs "
+                                    f"{name} = {min(named[name])}")
+    except Exception:
+        res.internal = "minimum_sizes: " + traceback.format_exc(limit=3)[-600:]
+    try:
+        found = check_against_keras(model, sizes=named, count=count, shapes=shapes)
+        res.assignments = count
+        res.mismatches = [str(m) for m in found]
+    except Exception as err:
+        res.keras_error = f"run: {type(err).__name__}: {str(err)[:300]}"
+    try:
+        report = check_model(model)
+        _alarms(res, report, "")
+    except Exception:
+        res.internal = "check_model: " + traceback.format_exc(limit=3)[-600:]
+    if with_data and res.keras_error is None and not res.internal:
+        # the same model with data at the first probe sizes, and targets shaped like
+        # its outputs under an "mse" loss: the data and target rules must stay quiet too
+        try:
+            x = _data(sizes, _input_specs(model), 6)
+            preds = model(x, training=False)
+            preds = list(preds) if isinstance(preds, (list, tuple)) else [preds]
+            y = [np.zeros(np.shape(p), dtype="float32") for p in preds]
+            report = check_model(model, data=x, targets=y, loss=["mse"] * len(y),
+                                 batch_size=3)
+            _alarms(res, report, "with data: ")
+        except Exception:
+            res.internal = "check_model with data: " + traceback.format_exc(limit=3)[-600:]
+    return res
+
+
+def _alarms(res: ValidResult, report: Any, prefix: str) -> None:
+    res.false_alarms += [f"{prefix}{d.code} {d.severity} {d.layer}: {d.message[:300]}"
+                         for d in report.diagnostics if d.severity in ("error", "warning")]
+    for m in report.models:
+        for n in m.notes:
+            if n.kind == "internal-error":
+                res.internal = n.message
+
+
+def _input_specs(model: Any) -> list[tuple[str, tuple, str]]:
+    return [(_input_name(t), tuple(t.shape)[1:], str(t.dtype)) for t in model.inputs]
+
+
+def _named_sizes(shapes: Any, model: Any, sizes: dict[str, list[int]],
+                 count: int) -> dict[str, list[int]]:
+    from shapecheck import dims
+
+    graph = shapes.graph
+    by_key = {}
+    for r in shapes.results:
+        if r.call.is_input:
+            for k, s in zip(r.call.outputs, r.shapes):
+                by_key[k] = s
+    out: dict[str, list[int]] = {}
+    for k in graph.inputs:
+        t = graph.tensors[k]
+        name = _input_name(t)
+        for axis, d in enumerate(by_key[k]):
+            values = sizes.get(f"{name}:{axis}")
+            free = dims.free_names(d) if d is not None else set()
+            if values is not None and len(free) == 1:
+                out[next(iter(free))] = list(values[:count])
+    return out
+
+
+def _sizes_of(source: str) -> dict[str, list[int]]:
+    import ast
+
+    for line in source.splitlines():
+        if line.startswith("SIZES = "):
+            return ast.literal_eval(line[len("SIZES = "):])
+    return {}
+
+
+# --- injected bugs ------------------------------------------------------------------------------
+
+
+@dataclass
+class InjectedResult:
+    kind: str
+    path: str = ""  # "built" (check_model) or "refused" (script under capture)
+    detected: bool = False
+    codes: list[str] = field(default_factory=list)  # error-level codes
+    other: list[str] = field(default_factory=list)  # lower-level codes
+    error: str | None = None
+
+
+def _data(sizes: dict[str, list[int]], inputs: list[tuple[str, tuple, str]],
+          n: int = 4) -> list[np.ndarray]:
+    """Inputs of ``n`` samples at the first probe sizes (``inputs``: name, shape, dtype)."""
+    out = []
+    rng = np.random.default_rng(0)
+    for name, shape, dtype in inputs:
+        full = [n] + [sizes[f"{name}:{axis + 1}"][0] if d is None else d
+                      for axis, d in enumerate(shape)]
+        if "int" in dtype:
+            out.append(rng.integers(0, 2, size=full).astype(dtype))
+        else:
+            out.append(rng.standard_normal(full).astype("float32"))
+    return out
+
+
+def check_injected(spec: GraphSpec) -> InjectedResult | None:
+    """The injected bug found by ``check_model`` (Keras builds it), or None when Keras
+    refuses the build: check the script with :func:`check_scripts` then."""
+    import keras
+
+    from shapecheck import check_model
+
+    keras.backend.clear_session()
+    res = InjectedResult(spec.bug or "?")
+    try:
+        model = build(spec)
+    except Exception:
+        return None
+    res.path = "built"
+    try:
+        if spec.bug == "missing-flatten" and "head" in spec.refs:
+            x = _data(spec.sizes(), [(i.name, i.shape, i.dtype) for i in spec.inputs])
+            preds = model(x)
+            preds = preds if isinstance(preds, (list, tuple)) else [preds]
+            targets, losses = [], []
+            for name, p in zip(spec.outputs, preds):
+                if name == spec.refs["head"]:
+                    k = spec.refs["classes"]
+                    targets.append(np.eye(k, dtype="float32")[np.arange(len(x[0])) % k])
+                    losses.append("categorical_crossentropy")
+                else:
+                    targets.append(np.zeros(np.shape(p), dtype="float32"))
+                    losses.append("mse")
+            report = check_model(model, data=x, targets=targets, loss=losses,
+                                 batch_size=len(x[0]))
+        else:
+            report = check_model(model)
+    except Exception:
+        res.error = traceback.format_exc(limit=4)[-800:]
+        return res
+    _score(res, report.diagnostics)
+    return res
+
+
+def _score(res: InjectedResult, diagnostics: list[Any]) -> None:
+    res.codes = sorted({d.code for d in diagnostics if d.severity == "error"})
+    res.other = sorted({d.code for d in diagnostics if d.severity != "error"})
+    res.detected = bool(res.codes)
+
+
+def check_scripts(specs: list[GraphSpec], timeout: float = 600) -> list[InjectedResult]:
+    """Each graph's script run under capture in one child process; the findings."""
+    from shapecheck.runner import check_files_together
+
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        paths = []
+        for i, spec in enumerate(specs):
+            path = os.path.join(tmp, f"graph_{i:04d}.py")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(spec.source())
+            paths.append(path)
+        reports = check_files_together(paths, timeout=timeout)
+    out = []
+    for spec, rep in zip(specs, reports):
+        res = InjectedResult(spec.bug or "?", "refused")
+        if rep.error is not None and not rep.diagnostics:
+            res.error = f"{rep.error.kind}: {rep.error.message[:500]}"
+        _score(res, rep.diagnostics)
+        out.append(res)
+    return out
+
+
+def replay(path: str, count: int = 3) -> ValidResult:
+    """The property on a saved reproducer script (a valid graph)."""
+    with open(path, encoding="utf-8") as fh:
+        return check_valid(fh.read(), count=count)
