@@ -45,7 +45,8 @@ class Note:
     """Something the report should say about inference itself."""
 
     layer: str
-    kind: str  # "approximate" | "inference-defect" | "shape-error" | "rule-error"
+    # "approximate" | "inference-defect" | "shape-error" | "rule-error" | "keras-declaration"
+    kind: str
     message: str
 
 
@@ -72,6 +73,9 @@ class Scope:
     notes: list[Note] = field(default_factory=list)
     dims: dict[str, DimInfo] = field(default_factory=dict)
     refusals: dict[str, Refusal] = field(default_factory=dict)  # layer -> rule's verdict
+    # layer -> {output index: why}: outputs whose run-time shape the rule returns where
+    # Keras's build-time declaration differs (a Keras inconsistency, not a defect)
+    runtime_outputs: dict[str, dict[int, str]] = field(default_factory=dict)
     _graphs: dict[int, ModelGraph] = field(default_factory=dict)
 
     # -- dims ---------------------------------------------------------------
@@ -353,7 +357,19 @@ def _reconcile(scope: Scope, layer: str, shapes: list[tuple] | None,
                    f"inferred {len(shapes)} output(s); Keras has {len(keras_shapes)}")
         return [_fresh_from_keras(scope, layer, i, ks) for i, ks in enumerate(keras_shapes)]
     out = []
+    runtime = scope.runtime_outputs.get(layer, {})
     for i, (ours, theirs) in enumerate(zip(shapes, keras_shapes)):
+        if i in runtime:  # Keras declares another shape than the call returns
+            if len(ours) != len(theirs) or any(
+                    k is not None and d != int(k) for d, k in zip(ours, theirs)):
+                scope.note(layer, "keras-declaration",
+                           f"output {i}: Keras declares {dims.fmt_shape(theirs)}; at run time "
+                           f"it is {dims.fmt_shape(ours)} ({runtime[i]})")
+            out.append(tuple(d if d is not None else
+                             scope.new_dim(f"{layer}_{axis}", f"axis {axis} of `{layer}`'s "
+                                           "output (not inferred)")
+                             for axis, d in enumerate(ours)))
+            continue
         if len(ours) != len(theirs):
             scope.note(layer, "inference-defect",
                        f"output {i}: inferred {dims.fmt_shape(ours)}; Keras has "

@@ -192,14 +192,16 @@ def multi_head_attention(call: Call) -> Any:
                         "(query positions x key positions)")
 
     if scores_wanted:
-        # Keras declares (batch, heads, Tq, Tq) at build time; the run-time
-        # scores are (batch dims, heads, query attention axes, key attention
-        # axes).  Where Keras's declaration is concrete we keep it (the model
-        # was built with it); an unknown Tq is the run-time key length.
-        length = query[1]
-        scores = (query[0], op.num_heads, length, length)
-        if len(query) == 3 and not isinstance(length, int):
-            scores = (query[0], op.num_heads, length, key[1])
+        # At run time the scores are (batch dims, heads, query attention axes, key
+        # attention axes); Keras declares (batch, heads, Tq, Tq) whatever the key's length
+        # and the attention axes.  The layers after it were built for the declaration
+        # where it is concrete, and their rules check them against the run-time shape.
+        key_axes = tuple(key[a] for a in axes) if len(key) == len(query) else \
+            tuple(key[1:-1])
+        scores = (*(query[a] for a in batch_axes), op.num_heads,
+                  *(query[a] for a in axes), *key_axes)
+        call.runtime_output(1, "Keras declares the attention scores as (batch, heads, Tq, "
+                               "Tq) for any key length and attention axes")
         return [output, scores]
     return output
 

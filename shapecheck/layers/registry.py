@@ -83,6 +83,11 @@ class Call:
         """Record that ``d >= 1`` is needed (an axis shrunk by a window)."""
         return self.scope.require_positive(d, self.layer, reason)
 
+    def runtime_output(self, index: int, why: str) -> None:
+        """Output ``index`` as returned is the run-time shape, where Keras declares another
+        at build time (its own inconsistency): the declaration must not replace it."""
+        self.scope.runtime_outputs.setdefault(self.layer, {})[index] = why
+
     def fresh(self, hint: str, origin: str) -> Dim:
         """A new named dim (a size the layer decides at run time)."""
         return self.scope.new_dim(hint, origin)

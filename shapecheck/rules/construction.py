@@ -387,3 +387,36 @@ def incompatible_dims(ctx: ModelContext) -> Any:
             f"({c.reason}); they are never equal",
             shapes=shapes,
             hint="make the two sizes agree where they are created")
+
+
+# --- calls Keras built for a declared shape that the run does not have -------------------
+
+
+@model_check
+def built_for_declared_shape(ctx: ModelContext) -> Any:
+    """A call Keras built for the shape an earlier layer declares, whose rule says it fails
+    on the shape that layer returns at run time (a Dense over MultiHeadAttention's scores
+    for a key of another length than the query)."""
+    declared = {n.layer: n.message for n in ctx.scope.notes if n.kind == "keras-declaration"}
+    if not declared:
+        return
+    seen = set()
+    for note in ctx.scope.notes:
+        if note.kind != "shape-error" or note.layer in seen:
+            continue
+        call = ctx.by_name.get(note.layer)
+        if call is None or call.failure is not None:
+            continue
+        cause = next((ctx.by_id[a] for a in sorted(ctx.ancestors(call), reverse=True)
+                      if ctx.by_id[a].name in declared), None)
+        if cause is None:
+            continue
+        seen.add(note.layer)
+        text = note.message.lower()
+        spec = INPUT_RANK if "rank" in text else INPUT_SIZE if "weights" in text \
+            else INCOMPATIBLE
+        yield ctx.finding(spec, call,
+                          f"{call.cls} `{call.name}` fails at run time: {note.message}",
+                          shapes=numbered(ctx.in_shapes(call)),
+                          hint=f"Keras built `{call.name}` for the shape `{cause.name}` "
+                               f"declares, not the one it returns: {declared[cause.name]}")

@@ -1,0 +1,88 @@
+"""Minimal reproducers of what differential fuzzing found (``tests/fuzz``), one per fix."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from keras import layers  # noqa: E402
+
+from shapecheck import check_model, dims  # noqa: E402
+from shapecheck.infer import infer_model  # noqa: E402
+from shapecheck.oracle import check_against_keras  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`")
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+    keras.backend.clear_session()
+    yield
+
+
+def agree(model: keras.Model, sizes: dict | None = None) -> dict[str, list[str]]:
+    """Inferred shapes (as text, by layer) after checking them against Keras."""
+    shapes = infer_model(model)
+    bad = [n for n in shapes.scope.notes if n.kind in ("inference-defect", "rule-error",
+                                                       "shape-error")]
+    assert not bad, bad
+    mismatches = check_against_keras(model, sizes=sizes, shapes=shapes)
+    assert not mismatches, "\n".join(map(str, mismatches))
+    return {r.call.name: [dims.fmt_shape(s) for s in r.shapes] for r in shapes.results}
+
+
+def loud(report) -> list[tuple[str, str]]:
+    return [(d.code, d.severity) for d in report.diagnostics
+            if d.severity in ("error", "warning")]
+
+
+# --- MultiHeadAttention scores: Keras declares (batch, heads, Tq, Tq) ---------------------------
+
+
+def test_mha_scores_key_of_another_length_than_a_static_query():
+    q = keras.Input((7, 8))
+    v = keras.Input((5, 8))
+    _, scores = layers.MultiHeadAttention(2, 3, name="mha")(q, v, return_attention_scores=True)
+    model = keras.Model([q, v], scores)
+    assert tuple(scores.shape) == (None, 2, 7, 7)  # Keras's declaration
+    assert agree(model)["mha"][1] == "(batch, 2, 7, 5)"  # what the call returns
+    notes = [n for n in infer_model(model).scope.notes if n.kind == "keras-declaration"]
+    assert len(notes) == 1 and "(?, 2, 7, 7)" in notes[0].message
+    assert loud(check_model(model)) == []
+
+
+def test_mha_scores_variable_key_after_a_static_query():
+    q = keras.Input((6, 8))
+    v = keras.Input((None, 8))
+    _, scores = layers.MultiHeadAttention(1, 2, name="mha")(q, v, return_attention_scores=True)
+    assert agree(keras.Model([q, v], scores))["mha"][1] == "(batch, 1, 6, T)"
+
+
+@pytest.mark.parametrize("axes,expected", [
+    ((2,), "(batch, 3, 2, W_in_q, W_in_k)"),
+    (None, "(batch, 2, 3, W_in_q, 3, W_in_k)"),
+])
+def test_mha_scores_of_a_rank_4_query(axes, expected):
+    q = keras.Input((3, None, 8), name="in_q")
+    k = keras.Input((3, None, 8), name="in_k")
+    layer = layers.MultiHeadAttention(2, 3, attention_axes=axes, name="mha")
+    _, scores = layer(q, k, return_attention_scores=True)
+    model = keras.Model([q, k], scores)
+    assert agree(model, sizes={"W_in_q": [5, 6, 7], "W_in_k": [9, 4, 11]})["mha"][1] == expected
+
+
+def test_dense_built_for_the_declared_scores_fails_at_run_time():
+    q = keras.Input((7, 8))
+    v = keras.Input((5, 8))
+    _, scores = layers.MultiHeadAttention(2, 3)(q, v, return_attention_scores=True)
+    model = keras.Model([q, v], layers.Dense(3, name="head")(scores))  # kernel (7, 3)
+    with pytest.raises(Exception):
+        model([np.zeros((2, 7, 8)), np.zeros((2, 5, 8))])
+    found = [d for d in check_model(model).diagnostics if d.severity == "error"]
+    assert [(d.code, d.layer) for d in found] == [("SC104", "head")]
+    assert "expected 7, got 5" in found[0].message
+    assert "declares" in found[0].hint
