@@ -76,6 +76,9 @@ class Scope:
     # layer -> {output index: why}: outputs whose run-time shape the rule returns where
     # Keras's build-time declaration differs (a Keras inconsistency, not a defect)
     runtime_outputs: dict[str, dict[int, str]] = field(default_factory=dict)
+    # tensors whose run-time shape differs from Keras's declaration (downstream of one of
+    # those outputs): Keras's shapes of the calls on them rest on the declaration
+    undeclared: set[int] = field(default_factory=set)
     _graphs: dict[int, ModelGraph] = field(default_factory=dict)
 
     # -- dims ---------------------------------------------------------------
@@ -231,7 +234,11 @@ def propagate(scope: Scope, graph: ModelGraph, given: list[Sym] | None, *,
             except Exception as err:  # a rule's own bug must not stop the check
                 scope.note(name, "rule-error", f"{type(err).__name__}: {err}")
                 shapes = None
-            shapes = _reconcile(scope, name, shapes, keras_shapes)
+            follows = any(k in scope.undeclared for k in call.inputs)
+            shapes = _reconcile(scope, name, shapes, keras_shapes, follows=follows)
+            for k, shape, ks in zip(call.outputs, shapes, keras_shapes):
+                if _differs(shape, ks):
+                    scope.undeclared.add(k)
         for k, shape, t in zip(call.outputs, shapes, call.knode.outputs):
             syms[k] = Sym(shape, _dtype(t))
         if results is not None:
@@ -347,9 +354,18 @@ def _symbolic_args(knode: Any, syms: dict[int, Sym]) -> tuple[tuple, dict]:
     return args, kwargs
 
 
+def _differs(shape: tuple, declared: tuple) -> bool:
+    """``shape`` is not what Keras declares (``None`` there: any size)."""
+    return len(shape) != len(declared) or any(
+        k is not None and d != int(k) for d, k in zip(shape, declared))
+
+
 def _reconcile(scope: Scope, layer: str, shapes: list[tuple] | None,
-               keras_shapes: list[tuple]) -> list[tuple]:
-    """Check inferred shapes against Keras's own (``None`` where unknown)."""
+               keras_shapes: list[tuple], *, follows: bool = False) -> list[tuple]:
+    """Check inferred shapes against Keras's own (``None`` where unknown).
+
+    ``follows``: an input's run-time shape differs from Keras's declaration, so Keras's
+    shapes for this call rest on it: where they differ, the inferred shapes stand."""
     if shapes is None:
         return [_fresh_from_keras(scope, layer, i, ks) for i, ks in enumerate(keras_shapes)]
     if len(shapes) != len(keras_shapes):
@@ -359,9 +375,8 @@ def _reconcile(scope: Scope, layer: str, shapes: list[tuple] | None,
     out = []
     runtime = scope.runtime_outputs.get(layer, {})
     for i, (ours, theirs) in enumerate(zip(shapes, keras_shapes)):
-        if i in runtime:  # Keras declares another shape than the call returns
-            if len(ours) != len(theirs) or any(
-                    k is not None and d != int(k) for d, k in zip(ours, theirs)):
+        if i in runtime or follows:  # Keras declares another shape than the call returns
+            if i in runtime and _differs(ours, theirs):
                 scope.note(layer, "keras-declaration",
                            f"output {i}: Keras declares {dims.fmt_shape(theirs)}; at run time "
                            f"it is {dims.fmt_shape(ours)} ({runtime[i]})")

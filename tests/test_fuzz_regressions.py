@@ -86,3 +86,19 @@ def test_dense_built_for_the_declared_scores_fails_at_run_time():
     assert [(d.code, d.layer) for d in found] == [("SC104", "head")]
     assert "expected 7, got 5" in found[0].message
     assert "declares" in found[0].hint
+
+
+def test_layers_after_mha_scores_keep_the_run_time_shape():
+    # Keras's shapes for the layers after the scores rest on its declaration
+    # (batch, 2, 7, 7); they must not replace the run-time (batch, 2, 7, T).
+    q = keras.Input((7, 8))
+    v = keras.Input((None, 8))
+    _, scores = layers.MultiHeadAttention(2, 3)(q, v, return_attention_scores=True)
+    a = layers.UnitNormalization(axis=-3, name="unit")(scores)
+    b = keras.ops.expand_dims(layers.Softmax(axis=2, name="soft")(scores), -1)
+    model = keras.Model([q, v], [a, b])
+    shapes = agree(model)
+    assert shapes["unit"] == ["(batch, 2, 7, T)"]
+    assert shapes["soft"] == ["(batch, 2, 7, T)"]
+    assert shapes["expand_dims"] == ["(batch, 2, 7, T, 1)"]
+    assert loud(check_model(model)) == []
