@@ -1388,7 +1388,9 @@ def mha_scores(b: Builder, x: Tensor) -> Tensor:
     v = _partner_seq(b, x, None)
     heads = ch.choice([1, 2])
     y = b.out(x.shape, x.var, like=x, kind="mha")
-    s = b.out((fixed(heads), x.shape[0], v.shape[0]), (False, x.var[0], v.var[0]), like=x)
+    # Keras declares the scores (batch, heads, Tq, Tq) whatever the key's length: the last
+    # axis counts as unknown, so no layer that needs its size is put on it
+    s = b.out((fixed(heads), x.shape[0], v.shape[0]), (False, x.var[0], True), like=x)
     ins = [x, v]
     key = ""
     if ch.bool(0.3):
@@ -1552,7 +1554,8 @@ def ops_diff(b: Builder, x: Tensor) -> Tensor:
                   {"n": n, "a": _axis_arg(b, axis, x.rank)})[0]
 
 
-@op("ops.unstack", lambda t: t.rank >= 2 and any(t.fixed_at(i) for i in range(t.rank)))
+@op("ops.unstack", lambda t: t.rank >= 2 and any(
+    t.fixed_at(i) and t.fixed_at(i) <= 16 for i in range(t.rank)))
 def ops_unstack(b: Builder, x: Tensor) -> Tensor:
     axis = b.ch.choice([i for i in range(x.rank) if x.fixed_at(i) and x.fixed_at(i) <= 16])
     n = x.fixed_at(axis)
@@ -1762,9 +1765,9 @@ def conditioned_state(b: Builder, x: Tensor) -> Tensor:
         states.append(s)
     seqs = ch.bool()
     y = _rnn_outputs(b, x, cls, units, seqs, 0)[0]
-    return b.emit(cls, f"layers.{cls}({units}{{rs}})({{x0}}, initial_state=[{{st}}])",
+    return b.emit(cls, f"layers.{cls}({units}{{rs}})({{x0}}, initial_state=[{{states}}])",
                   [x] + states, [y], {"rs": kw(return_sequences=True if seqs else None),
-                                      "st": ", ".join(t.name for t in states)},
+                                      "states": ", ".join(t.name for t in states)},
                   meta={"initial_state": [t.name for t in states], "units": units})[0]
 
 
@@ -1935,6 +1938,8 @@ def inject(spec: GraphSpec, kind: str, ch: Chooser) -> GraphSpec | None:
     if note is None:
         return None
     out = finish(b)
+    if [n.line() for n in out.nodes] == [n.line() for n in spec.nodes]:
+        raise AssertionError(f"injecting {kind} left the graph as it was")
     out.bug, out.bug_note = kind, note[0]
     out.extra, out.refs = note[1], note[2]
     return out
