@@ -97,7 +97,11 @@ def worker(args: argparse.Namespace) -> int:
     for i in range(args.graphs):
         seed = args.seed + i
         say({"start": seed})
-        spec = generate(RandomChooser(seed), max_layers=args.max_layers)
+        try:
+            spec = generate(RandomChooser(seed), max_layers=args.max_layers)
+        except Exception as err:  # the generator's own bug: count it, go on
+            say({"generator_error": {"seed": seed, "error": f"{type(err).__name__}: {err}"}})
+            continue
         res = check_valid(spec, count=args.assignments, with_data=not args.no_data)
         if not res.ok:
             keep(f"graph_{seed}.py", spec.source())
@@ -107,11 +111,16 @@ def worker(args: argparse.Namespace) -> int:
                        "false_alarms": len(res.false_alarms), "notes": len(res.notes),
                        "minimums": len(res.minimums), "approximate": len(res.approximate),
                        "keras_error": res.keras_error is not None,
-                       "internal": res.internal is not None,
+                       "internal": res.internal is not None, "tight": res.tight,
                        "problems": res.problems()[:6]}})
         if args.inject_every and seed % args.inject_every == 0 and res.keras_error is None:
             kind = BUG_KINDS[(seed // args.inject_every) % len(BUG_KINDS)]
-            bug = inject(spec, kind, RandomChooser(seed * 7919 + 1))
+            try:
+                bug = inject(spec, kind, RandomChooser(seed * 7919 + 1))
+            except Exception as err:
+                say({"generator_error": {"seed": seed, "error": f"inject {kind}: "
+                                                               f"{type(err).__name__}: {err}"}})
+                bug = None
             if bug is None:
                 say({"no_site": {"seed": seed, "kind": kind}})
             else:
@@ -143,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "mismatches": 0, "graphs_with_false_alarm": 0, "false_alarms": 0,
         "bad_notes": 0, "minimum_claims_too_large": 0, "approximate_notes": 0,
         "generator_invalid": 0, "internal_errors": 0, "crashed_seeds": [],
+        "generator_errors": [], "tight_runs_failed": [],
         "injected": {k: {"made": 0, "built": 0, "refused": 0, "detected": 0, "no_site": 0}
                      for k in BUG_KINDS},
     }
@@ -185,11 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                 c["approximate_notes"] += g["approximate"]
                 c["generator_invalid"] += int(g["keras_error"])
                 c["internal_errors"] += int(g["internal"])
+                if g["tight"]:
+                    c["tight_runs_failed"].append({"seed": g["seed"], "error": g["tight"]})
                 if g["problems"]:
                     failures.append({"seed": g["seed"], "problems": g["problems"]})
                 if args.progress and done % args.progress == 0:
                     print(f"[{done}/{args.graphs}] {time.perf_counter() - start:.0f}s, "
                           f"failures {len(failures)}, missed {len(missed)}", flush=True)
+            elif "generator_error" in msg:
+                c["generator_errors"].append(msg["generator_error"])
             elif "no_site" in msg:
                 c["injected"][msg["no_site"]["kind"]]["no_site"] += 1
             elif "injected" in msg:
@@ -247,6 +261,9 @@ def report(c: dict) -> None:
     print(f"generator invalid        {c['generator_invalid']} (Keras refused a 'valid' graph)")
     print(f"internal errors          {c['internal_errors']}")
     print(f"crashed seeds            {c['crashed_seeds'] or 'none'}")
+    print(f"generator errors         {len(c['generator_errors'])}")
+    print(f"Keras failed at minimum  {len(c['tight_runs_failed'])} (sizes shapecheck says "
+          "the windows need; to look at)")
     print("injected bugs            kind: made / built / refused / detected (no site)")
     for kind, v in c["injected"].items():
         print(f"  {kind:22s} {v['made']} / {v['built']} / {v['refused']} / {v['detected']}"
@@ -257,6 +274,10 @@ def report(c: dict) -> None:
         print("FAIL", f["seed"], " | ".join(p[:240] for p in f["problems"]))
     for m in c["missed"][:30]:
         print("MISSED", m)
+    for g in c["generator_errors"][:10]:
+        print("GENERATOR", g)
+    for t in c["tight_runs_failed"][:10]:
+        print("AT MINIMUM", t["seed"], t["error"][:300])
 
 
 if __name__ == "__main__":

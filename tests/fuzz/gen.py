@@ -154,6 +154,7 @@ class GraphSpec:
     bug: str | None = None  # the injected bug's kind
     bug_note: str = ""
     refs: dict = field(default_factory=dict)  # data the harness needs (targets, loss)
+    sequential: bool = False  # emitted as keras.Sequential (a chain of layers)
 
     def kinds(self) -> set[str]:
         return {n.kind for n in self.nodes}
@@ -166,6 +167,20 @@ class GraphSpec:
                 if d is not None:
                     out[f"{inp.name}:{i + 1}"] = list(self.dims[d])
         return out
+
+    def _input_text(self, inp: InputSpec) -> str:
+        shape = "(" + ", ".join("None" if d is None else str(d) for d in inp.shape) + \
+            ("," if len(inp.shape) == 1 else "") + ")"
+        dtype = f", dtype={inp.dtype!r}" if inp.dtype != "float32" else ""
+        return f"keras.Input(shape={shape}{dtype}, name={inp.name!r})"
+
+    def _sequential_lines(self) -> list[str]:
+        items = [self._input_text(self.inputs[0])]
+        for n in self.nodes:
+            call = n.template.format(**{**n.params, "x0": "@"})
+            assert call.endswith("(@)"), call
+            items.append(call[:-3])
+        return ["model = keras.Sequential(["] + [f"    {i}," for i in items] + ["])"]
 
     def source(self) -> str:
         lines = [
@@ -180,6 +195,8 @@ class GraphSpec:
         if self.bug:
             lines.append(f"BUG = {self.bug!r}  # {self.bug_note}")
         lines.append("")
+        if self.sequential:
+            return "\n".join(lines + self._sequential_lines() + self.extra) + "\n"
         for inp in self.inputs:
             shape = "(" + ", ".join("None" if d is None else str(d) for d in inp.shape) + \
                 ("," if len(inp.shape) == 1 else "") + ")"
@@ -1832,9 +1849,9 @@ OP_NAMES = [name for name, _, _ in OPS]
 # --- whole graphs -------------------------------------------------------------------------------
 
 
-def _inputs(b: Builder) -> None:
+def _inputs(b: Builder, count: int | None = None) -> None:
     ch = b.ch
-    n = ch.choice([1, 1, 1, 2, 2, 3])
+    n = count or ch.choice([1, 1, 1, 2, 2, 3])
     for i in range(n):
         kind = ch.choice(["seq", "seq", "image", "image", "volume", "ids", "vector"])
         var = ch.bool(0.7)
@@ -1874,11 +1891,14 @@ def _pick(b: Builder) -> Tensor:
 
 
 def generate(ch: Chooser, *, min_layers: int = 3, max_layers: int = 12,
-             ops: Sequence[str] | None = None) -> GraphSpec:
-    """A random valid graph; ``ops`` limits the layer types (all when None)."""
+             ops: Sequence[str] | None = None, sequential: float = 0.1) -> GraphSpec:
+    """A random valid graph; ``ops`` limits the layer types (all when None); a share
+    ``sequential`` of the graphs are ``keras.Sequential`` chains."""
     b = Builder(ch)
-    _inputs(b)
     table = [(n, f, a) for n, f, a in OPS if ops is None or n in ops]
+    if ch.bool(sequential):
+        return _sequential(b, table, ch.int(min_layers, max_layers))
+    _inputs(b)
     steps = ch.int(min_layers, max_layers)
     attempts = 0
     while len(b.nodes) < steps and attempts < steps * 8:
@@ -1896,6 +1916,36 @@ def generate(ch: Chooser, *, min_layers: int = 3, max_layers: int = 12,
             b.consumed = mark[2]
             b.order = mark[3]
     return finish(b)
+
+
+def _sequential(b: Builder, table: list, steps: int) -> GraphSpec:
+    """A chain of layers, each on the last one's output: a ``keras.Sequential``."""
+    ch = b.ch
+    _inputs(b, count=1)
+    cur = b.tensors[b.order[-1]]
+    attempts = 0
+    while len(b.nodes) < steps and attempts < steps * 8:
+        attempts += 1
+        usable = [(n, f) for n, f, a in table if a(cur)]
+        if not usable:
+            break
+        name, fn = ch.choice(usable)
+        mark = (len(b.nodes), set(b.consumed), list(b.order))
+        try:
+            out = fn(b, cur)
+            new = b.nodes[mark[0]:]
+            if len(new) != 1 or new[0].ins != [cur.name] or new[0].outs != [out.name] \
+                    or not new[0].template.startswith("layers.") \
+                    or not new[0].template.endswith("({x0})"):
+                raise Reject("not one layer on the last output")
+            cur = out
+        except Reject:
+            del b.nodes[mark[0]:]
+            b.consumed, b.order = mark[1], mark[2]
+    spec = finish(b)
+    spec.outputs = [cur.name]
+    spec.sequential = True
+    return spec
 
 
 def finish(b: Builder) -> GraphSpec:
@@ -1950,7 +2000,8 @@ def _bug_concat_axis(b: Builder) -> tuple | None:
     # an existing Concatenate layer whose inputs differ in fixed size on its axis
     sites = []
     for i, node in enumerate(b.nodes):
-        if node.kind == "Concatenate" and "axis" in node.meta:
+        if node.kind == "Concatenate" and "axis" in node.meta and all(
+                n in b.tensors for n in node.ins):
             xs = [b.tensors[n] for n in node.ins]
             a = node.meta["axis"]
             fixed_sizes = {t.fixed_at(a) for t in xs}
@@ -2004,7 +2055,7 @@ def _bug_wrong_units(b: Builder) -> tuple | None:
                 prod = next((n for n in b.nodes if name in n.outs), None)
                 if prod is not None and prod.kind == "Dense" and "units" in prod.params \
                         and prod.params["units"] > 1:
-                    others = [b.tensors[o] for o in node.ins if o != name]
+                    others = [b.tensors[o] for o in node.ins if o != name and o in b.tensors]
                     if all(o.fixed_at(-1) not in (None, 1) for o in others):
                         sites.append(prod)
     if sites and ch.bool(0.6):

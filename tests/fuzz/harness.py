@@ -37,6 +37,7 @@ class ValidResult:
     approximate: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)  # findings at warning/error level
     minimums: list[str] = field(default_factory=list)  # minimum sizes above sizes Keras runs
+    tight: str | None = None  # Keras failed at shapecheck's minimum sizes (to look at)
     keras_error: str | None = None  # Keras refused or failed the "valid" graph (generator bug)
     internal: str | None = None  # shapecheck raised
 
@@ -75,7 +76,7 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
     """The property on one valid graph (its script, or the spec)."""
     import keras
 
-    from shapecheck import check_model
+    from shapecheck import check_model, dims
     from shapecheck.infer import infer_model
     from shapecheck.oracle import check_against_keras
     from shapecheck.rules.context import ModelContext
@@ -101,11 +102,13 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
         elif n.kind == "approximate":
             res.approximate.append(f"{n.layer}: {n.message}")
     named = _named_sizes(shapes, model, sizes, count)
+    least: dict[str, int] = {}
     try:
         ctx = ModelContext(model, shapes, lambda p: p)
-        for name, (least, layer) in minimum_sizes(ctx).items():
-            if name in named and least > min(named[name]):
-                res.minimums.append(f"{name} >= {least} (from {layer}); Keras runs "
+        for name, (size, layer) in minimum_sizes(ctx).items():
+            least[name] = size
+            if name in named and size > min(named[name]):
+                res.minimums.append(f"{name} >= {size} (from {layer}); Keras runs "
                                     f"{name} = {min(named[name])}")
     except Exception:
         res.internal = "minimum_sizes: " + traceback.format_exc(limit=3)[-600:]
@@ -115,6 +118,20 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
         res.mismatches = [str(m) for m in found]
     except Exception as err:
         res.keras_error = f"run: {type(err).__name__}: {str(err)[:300]}"
+    # once more at the smallest sizes shapecheck says the windows need (dims no equality
+    # ties): Keras must run there, with the inferred shapes
+    tied = {n for c in shapes.scope.constraints for n in dims.free_names(c.lhs)
+            | dims.free_names(c.rhs)}
+    tight = {n: v for n, v in least.items() if n in named and n not in tied
+             and v < min(named[n])}
+    if tight and res.keras_error is None:
+        at = {n: [tight.get(n, values[0])] for n, values in named.items()}
+        try:
+            found = check_against_keras(model, sizes=at, count=1, shapes=shapes)
+            res.assignments += 1
+            res.mismatches += [f"at the minimum sizes: {m}" for m in found]
+        except Exception as err:
+            res.tight = f"{tight}: {type(err).__name__}: {str(err)[:300]}"
     try:
         report = check_model(model)
         _alarms(res, report, "")
