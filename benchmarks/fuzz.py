@@ -107,6 +107,7 @@ def worker(args: argparse.Namespace) -> int:
             keep(f"graph_{seed}.py", spec.source())
         say({"graph": {"seed": seed, "layers": len(spec.nodes),
                        "kinds": sorted(n.kind for n in spec.nodes),
+                       "keras": sorted(spec.keras_names()),
                        "assignments": res.assignments, "mismatches": len(res.mismatches),
                        "false_alarms": len(res.false_alarms), "notes": len(res.notes),
                        "minimums": len(res.minimums), "approximate": len(res.approximate),
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                      for k in BUG_KINDS},
     }
     covered: collections.Counter = collections.Counter()
+    keras_names: collections.Counter = collections.Counter()
     codes: dict[str, collections.Counter] = {k: collections.Counter() for k in BUG_KINDS}
     failures: list[dict] = []
     missed: list[dict] = []
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 c["graphs"] += 1
                 c["layers"] += g["layers"]
                 covered.update(g["kinds"])
+                keras_names.update(g["keras"])
                 c["assignments"] += g["assignments"]
                 c["mismatches"] += g["mismatches"]
                 c["graphs_with_mismatch"] += int(g["mismatches"] > 0)
@@ -227,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     c["layer_types_covered"] = len(covered)
+    c["keras_layer_classes"] = sorted(n for n in keras_names if n.startswith("layers."))
+    c["keras_ops"] = sorted(n for n in keras_names if n.startswith("ops."))
+    c["graphs_per_keras_name"] = dict(sorted(keras_names.items()))
     c["layer_types"] = dict(sorted(covered.items()))
     c["generator_types_never_generated"] = sorted(set(OP_NAMES) - set(covered))
     c["seconds"] = round(seconds, 1)
@@ -250,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
 def report(c: dict) -> None:
     print(f"graphs generated         {c['graphs']} (seeds {c['seeds'][0]}..{c['seeds'][1]}), "
           f"{c['layers']} layer calls")
-    print(f"layer types covered      {c['layer_types_covered']}")
+    print(f"layer types covered      {c['layer_types_covered']} generator types: "
+          f"{len(c['keras_layer_classes'])} Keras layer classes, {len(c['keras_ops'])} "
+          "keras.ops functions")
     print(f"assignments executed     {c['assignments']}")
     print(f"mismatches               {c['mismatches']} in {c['graphs_with_mismatch']} graphs")
     print(f"false alarms             {c['false_alarms']} in {c['graphs_with_false_alarm']} "

@@ -159,6 +159,20 @@ class GraphSpec:
     def kinds(self) -> set[str]:
         return {n.kind for n in self.nodes}
 
+    def keras_names(self) -> set[str]:
+        """Every Keras layer class (``layers.X``) and op (``ops.y``) the script calls."""
+        import re
+
+        text = self.source()
+        found = set(re.findall(r"\b(layers\.[A-Z]\w*)\(", text))
+        found |= set(re.findall(r"\b(ops\.[a-z_]\w*(?:\.[a-z_]\w*)?)\(", text))
+        found |= {"keras.Sequential"} if "keras.Sequential(" in text else set()
+        if re.search(r"\w\[[^\]]*:", text.split("\nmodel = ")[0]):
+            found.add("getitem")
+        if re.search(r" [+*] ", text):
+            found.add("operators")
+        return found
+
     def sizes(self) -> dict[str, list[int]]:
         """``"input_name:axis" -> sizes`` for every variable input axis (axis counts batch)."""
         out = {}
@@ -2126,6 +2140,14 @@ def _bug_dropped_state(b: Builder) -> tuple | None:
     else:
         x = ch.choice(cands)
     units = ch.choice([2, 3, 4, 8])
+    if ch.bool(0.3):  # a Bidirectional(LSTM) given the two states of one direction
+        outs = _rnn_outputs(b, x, "LSTM", units, False, 2)
+        b.emit("LSTM", f"layers.LSTM({units}, return_state=True)({{x0}})", [x], outs)
+        dec_in = _pick_seq(b, x)
+        y = _rnn_outputs(b, dec_in, "LSTM", 2 * units, False, 0)[0]
+        b.emit("Bidirectional", f"layers.Bidirectional(layers.LSTM({units}))({{x0}}, "
+               f"initial_state=[{outs[1].name}, {outs[2].name}])", [dec_in] + outs[1:], [y])
+        return (f"{y.name}: a Bidirectional(LSTM) given 2 of its 4 states", [], {})
     outs = _rnn_outputs(b, x, "LSTM", units, False, 2)
     b.emit("LSTM", f"layers.LSTM({units}, return_state=True)({{x0}})", [x], outs)
     dec_in = _pick_seq(b, x)

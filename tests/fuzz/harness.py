@@ -124,8 +124,8 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
             | dims.free_names(c.rhs)}
     tight = {n: v for n, v in least.items() if n in named and n not in tied
              and v < min(named[n])}
-    if tight and res.keras_error is None:
-        at = {n: [tight.get(n, values[0])] for n, values in named.items()}
+    at = {n: [tight.get(n, values[0])] for n, values in named.items()}
+    if tight and res.keras_error is None and _sane_at(shapes, model, at):
         try:
             found = check_against_keras(model, sizes=at, count=1, shapes=shapes)
             res.assignments += 1
@@ -164,6 +164,25 @@ def _alarms(res: ValidResult, report: Any, prefix: str) -> None:
 
 def _input_specs(model: Any) -> list[tuple[str, tuple, str]]:
     return [(_input_name(t), tuple(t.shape)[1:], str(t.dtype)) for t in model.inputs]
+
+
+def _sane_at(shapes: Any, model: Any, at: dict[str, list[int]]) -> bool:
+    """Whether Keras is worth running at the sizes ``at``: no tensor with an empty axis
+    (TensorFlow's convolutions return made-up shapes for one), no adaptive max pooling
+    (TensorFlow kills the process on an axis of size 1)."""
+    from shapecheck import dims
+
+    values = {n: v[0] for n, v in at.items()}
+    if any(type(layer).__name__.startswith("AdaptiveMaxPooling")
+           for layer in model._flatten_layers()):
+        return False
+    for r in shapes.results:
+        for shape in r.shapes:
+            for d in shape[1:]:
+                v = dims.evaluate(d, values) if d is not None else None
+                if v is not None and v < 1:
+                    return False
+    return True
 
 
 def _named_sizes(shapes: Any, model: Any, sizes: dict[str, list[int]],
