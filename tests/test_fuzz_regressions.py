@@ -102,3 +102,33 @@ def test_layers_after_mha_scores_keep_the_run_time_shape():
     assert shapes["soft"] == ["(batch, 2, 7, T)"]
     assert shapes["expand_dims"] == ["(batch, 2, 7, T, 1)"]
     assert loud(check_model(model)) == []
+
+
+# --- a loss per output, where one layer gives several outputs -----------------------------------
+
+
+def test_losses_of_a_shared_layers_outputs_stay_with_their_outputs():
+    x = keras.Input((3,))
+    shared = layers.Dense(4)
+    model = keras.Model(x, [shared(x), shared(layers.Activation("tanh")(x))])
+    y = [np.zeros((6, 4), "float32"), np.zeros((6,), "int32")]
+    report = check_model(model, data=np.zeros((6, 3), "float32"), targets=y,
+                         loss=["mse", "sparse_categorical_crossentropy"], batch_size=3)
+    assert loud(report) == []
+
+
+def test_losses_of_a_layers_several_outputs_stay_with_their_outputs():
+    s = keras.Input((7, 8))
+    outs = layers.Bidirectional(layers.LSTM(2, return_state=True))(s)  # 5 outputs
+    model = keras.Model(s, list(outs))
+    y = [np.eye(4, dtype="float32")[np.arange(6) % 4], np.zeros((6,), "int32")] + \
+        [np.zeros((6, 2), "float32")] * 3
+    losses = ["categorical_crossentropy", "sparse_categorical_crossentropy"] + ["mse"] * 3
+    report = check_model(model, data=np.zeros((6, 7, 8), "float32"), targets=y, loss=losses,
+                         batch_size=3)
+    assert loud(report) == []
+    # and a wrong target is still found at its own output
+    y[1] = np.zeros((6, 3), "float32")
+    report = check_model(model, data=np.zeros((6, 7, 8), "float32"), targets=y, loss=losses,
+                         batch_size=3)
+    assert [(d.code, d.severity) for d in report.diagnostics] == [("SC703", "error")]

@@ -66,6 +66,7 @@ class Output:
     name: str
     call: LayerCall
     shape: tuple | None
+    key: int | None = None  # the output tensor's key (a layer may give several outputs)
 
 
 @dataclass
@@ -132,7 +133,7 @@ def model_outputs(ctx: ModelContext) -> tuple[list[Output], bool]:
         if call is None:
             continue
         name = by_tensor.get(key) or (names[i] if i < len(names) else call.name)
-        outs.append(Output(name, call, ctx.tensor_shape(key)))
+        outs.append(Output(name, call, ctx.tensor_shape(key), key))
     return outs, bool(by_tensor)
 
 

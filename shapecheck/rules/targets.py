@@ -109,13 +109,14 @@ def _fmt(shape: tuple) -> str:
     return dims.fmt_shape(tuple(shape))
 
 
-def _losses(ctx: ModelContext) -> dict[str, Any]:
-    """``output layer name -> loss`` from the compile call."""
+def _losses(ctx: ModelContext) -> dict[int, Any]:
+    """``output tensor key -> loss`` from the compile call (by tensor: one layer may give
+    several outputs, a shared layer's calls share its name)."""
     if not ctx.compiled:
         return {}
     loss = compile_argument(ctx.compiled, "loss", 1)
     outs, _ = model_outputs(ctx)
-    return {o.call.name: item for o, item in losses_per_output(loss, outs)}
+    return {o.key: item for o, item in losses_per_output(loss, outs)}
 
 
 def _adjust(y: tuple, p: tuple) -> tuple[tuple, tuple]:
@@ -200,7 +201,7 @@ def target_checks(ctx: ModelContext, b: Binding) -> Iterator[Any]:
         call = ctx.producer(m.key)
         if call is None:
             continue
-        yield from _one_target(ctx, b, m, call, loss_name(losses.get(call.name)))
+        yield from _one_target(ctx, b, m, call, loss_name(losses.get(m.key)))
 
 
 def _one_target(ctx: ModelContext, b: Binding, m: Match, call: Any,
