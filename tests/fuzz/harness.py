@@ -138,19 +138,52 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
     except Exception:
         res.internal = "check_model: " + traceback.format_exc(limit=3)[-600:]
     if with_data and res.keras_error is None and not res.internal:
-        # the same model with data at the first probe sizes, and targets shaped like
-        # its outputs under an "mse" loss: the data and target rules must stay quiet too
+        # the same model with data at the first probe sizes, and targets each output's
+        # loss takes (a loss picked per output, checked by computing it in Keras): the
+        # data, loss and target rules must stay quiet too
         try:
             x = _data(sizes, _input_specs(model), 6)
             preds = model(x, training=False)
             preds = list(preds) if isinstance(preds, (list, tuple)) else [preds]
-            y = [np.zeros(np.shape(p), dtype="float32") for p in preds]
-            report = check_model(model, data=x, targets=y, loss=["mse"] * len(y),
-                                 batch_size=3)
+            rng = np.random.default_rng(len(preds))
+            pairs = [_target(p, rng) for p in preds]
+            y, losses = [t for t, _ in pairs], [loss for _, loss in pairs]
+            report = check_model(model, data=x, targets=y, loss=losses, batch_size=3)
             _alarms(res, report, "with data: ")
         except Exception:
             res.internal = "check_model with data: " + traceback.format_exc(limit=3)[-600:]
     return res
+
+
+def _target(pred: Any, rng: Any) -> tuple[np.ndarray, str]:
+    """Targets for one output and a loss that takes them (computed once, to be sure)."""
+    import keras
+
+    shape = tuple(np.shape(pred))
+    k = shape[-1] if len(shape) > 1 else 1
+    options = ["mse", "mae"]
+    if k >= 2:
+        options += ["categorical_crossentropy", "sparse_categorical_crossentropy",
+                    "sparse_categorical_crossentropy_1"]
+    elif len(shape) > 1:
+        options += ["binary_crossentropy"]
+    name = options[int(rng.integers(len(options)))]
+    if name.startswith("sparse"):
+        lead = shape[:-1] + ((1,) if name.endswith("_1") else ())
+        y = rng.integers(0, k, size=lead).astype("int32")
+        name = "sparse_categorical_crossentropy"
+    elif name == "categorical_crossentropy":
+        y = np.eye(k, dtype="float32")[rng.integers(0, k, size=shape[:-1])]
+    elif name == "binary_crossentropy":
+        y = rng.integers(0, 2, size=shape).astype("float32")
+    else:
+        y = np.zeros(shape, dtype="float32")
+    try:
+        probs = keras.ops.softmax(pred) if "categorical" in name else keras.ops.sigmoid(pred)
+        keras.losses.get(name)(y, probs)
+    except Exception:
+        return np.zeros(shape, dtype="float32"), "mse"
+    return y, name
 
 
 def _alarms(res: ValidResult, report: Any, prefix: str) -> None:
