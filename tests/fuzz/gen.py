@@ -1711,8 +1711,8 @@ def skip_connection(b: Builder, x: Tensor) -> Tensor:
         y = b.out(x.shape, x.var, like=x, kind="merge")
         return b.emit("Add", "layers.Add()([{x0}, {x1}])", [x, u], [y])[0]
     y = b.out(x.shape[:-1] + (fixed(c + u.fixed_at(-1)),), x.var, like=x, kind="concat")
-    return b.emit("Concatenate", "layers.Concatenate()([{x0}, {x1}])", [x, u], [y],
-                  meta={"axis": x.rank - 1})[0]
+    return b.emit("Concatenate", "layers.Concatenate({a})([{x0}, {x1}])", [x, u], [y],
+                  {"a": ""}, meta={"axis": x.rank - 1})[0]
 
 
 @op("Reshape-1", lambda t: t.rank >= 2 and t.var[0] and not any(t.var[1:]))
@@ -2004,6 +2004,7 @@ def inject(spec: GraphSpec, kind: str, ch: Chooser) -> GraphSpec | None:
     out = finish(b)
     if [n.line() for n in out.nodes] == [n.line() for n in spec.nodes]:
         raise AssertionError(f"injecting {kind} left the graph as it was")
+    compile(out.source(), f"<{kind}>", "exec")  # a SyntaxError is the generator's bug
     out.bug, out.bug_note = kind, note[0]
     out.extra, out.refs = note[1], note[2]
     return out
@@ -2026,7 +2027,7 @@ def _bug_concat_axis(b: Builder) -> tuple | None:
         node = b.nodes[i]
         rank = b.tensors[node.ins[0]].rank
         new = ch.choice([a for a in range(rank) if a != node.meta["axis"]])
-        node.params["a"] = f"axis={new + 1}"
+        node.params["a"] = new + 1 if "axis={a}" in node.template else f"axis={new + 1}"
         return (f"{node.outs[0]}: concatenated on axis {new + 1}, where the inputs differ on "
                 f"axis {node.meta['axis'] + 1}", [], {})
     # append: x and a branch that differs on one axis, joined on another
