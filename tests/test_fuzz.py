@@ -37,8 +37,8 @@ def test_generator_covers_forty_layer_types():
     assert len(names - classes) >= 30, sorted(names - classes)
 
 
-@settings(max_examples=45, **FIXED)
-@given(valid_graphs(max_layers=12))
+@settings(max_examples=120, **FIXED)
+@given(valid_graphs(max_layers=16))
 def test_valid_graphs_agree_with_keras_and_raise_nothing(spec):
     note(spec.source())
     res = check_valid(spec, count=3)
@@ -48,7 +48,7 @@ def test_valid_graphs_agree_with_keras_and_raise_nothing(spec):
 
 
 @settings(max_examples=1, **FIXED)
-@given(st.tuples(*[buggy_graphs(kind) for kind in BUG_KINDS for _ in range(3)]))
+@given(st.tuples(*[buggy_graphs(kind) for kind in BUG_KINDS for _ in range(5)]))
 def test_injected_bugs_get_an_error(specs):
     """Each injected bug gets an error-level finding: from ``check_model`` where Keras
     builds the model, from its script run under capture where Keras refuses it."""
