@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 _SIZES = (64, 75, 89, 98, 106, 117, 131, 140, 152, 163, 178, 185, 197, 210, 221, 234,
           243, 250, 262, 271, 283, 290, 305, 316, 322, 339, 347, 358, 364, 381)
 _MAX_SYMS = 8
+_SMALL_PROBES = 8  # extra probes at small sizes, for input dims that saturate (Min, Max);
+_STEPS = (1, 3, 4, 5, 2, 7, 8, 6, 9, 10)  # dim i takes 1 + (k + 1) * step_i mod 11: sizes
+# 1..11 that no two dims share in the same order
 
 
 def _cache_key(op: Any, args: tuple, kwargs: dict) -> Any:
@@ -114,6 +117,22 @@ def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) ->
             return [tuple(inputs[0].shape)]
     for values in assignments[len(observed):]:
         observed.append(run(values))
+    # An input dim such as Min(3, W - 1) is the same at every probe size: probe again at
+    # small sizes where it varies, so that an output passing it through is not taken
+    # for a constant.
+    if any(t.free_symbols and len({int(t.xreplace(a)) for a in assignments}) == 1
+           for t in terms):
+        for k in range(_SMALL_PROBES):
+            values = {s: 1 + (k + 1) * _STEPS[i % len(_STEPS)] % 11 for i, s in enumerate(syms)}
+            if any(int(d.xreplace(values)) < 1 for d in in_dims):
+                continue
+            try:
+                shapes = run(values)
+            except Exception:  # a window that does not fit a small size
+                continue
+            if [len(x) for x in shapes] == [len(x) for x in observed[0]]:
+                assignments.append(values)
+                observed.append(shapes)
 
     out = []
     for i, shape0 in enumerate(observed[0]):
@@ -140,6 +159,10 @@ def _fit(seen: list, syms: list, assignments: list[dict], terms: list) -> dims.D
     for t in [*syms, *terms]:  # the commonest case: an input dim passed through
         if all(int(t.xreplace(a)) == v for a, v in zip(assignments, seen)):
             return dims.norm(t)
+    cap = max(seen)  # an input dim cut to a length (a slice ``[:c]``): Min(c, t)
+    for t in [*syms, *terms]:
+        if all(min(cap, int(t.xreplace(a))) == v for a, v in zip(assignments, seen)):
+            return dims.norm(sp.Min(cap, t))
     return (_linear(seen, syms, assignments)
             or _linear(seen, syms + terms, assignments)
             or _floor_div(seen, syms, assignments))

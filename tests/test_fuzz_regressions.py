@@ -132,3 +132,26 @@ def test_losses_of_a_layers_several_outputs_stay_with_their_outputs():
     report = check_model(model, data=np.zeros((6, 7, 8), "float32"), targets=y, loss=losses,
                          batch_size=3)
     assert [(d.code, d.severity) for d in report.diagnostics] == [("SC703", "error")]
+
+
+# --- the probe fallback: an input dim that is constant at every probe size ---------------------
+
+
+def test_lambda_passes_a_saturating_dim_through():
+    # ``x[:, :, 1:4]`` is Min(3, W - 1) steps: 3 at every large probe size, so the
+    # Lambda's output was taken for a constant 3 (wrong for W < 4).
+    x = keras.Input((None, None, 2))
+    cut = x[:, :, 1:4]
+    twice = layers.Lambda(lambda v: keras.ops.concatenate([v, v], axis=-1), name="twice")(cut)
+    head = layers.Lambda(lambda v: v[:, :, :2], name="head")(cut)
+    shapes = agree(keras.Model(x, [twice, head]), sizes={"H": [5, 6, 7], "W": [3, 2, 9]})
+    assert shapes["twice"] == ["(batch, H, Min(3, W - 1), 4)"]
+    assert shapes["head"] == ["(batch, H, Min(2, W - 1), 2)"]
+
+
+def test_lambda_with_a_constant_output_stays_constant():
+    x = keras.Input((None, 5))
+    cut = x[:, 2:6]  # Min(4, Max(0, T - 2))
+    out = layers.Lambda(lambda v: keras.ops.zeros_like(v)[:, :1] + 1.0, name="one")(cut)
+    shapes = agree(keras.Model(x, out), sizes={"T": [9, 12, 20]})
+    assert shapes["one"] == ["(batch, 1, 5)"]
