@@ -732,7 +732,9 @@ def prelu(b: Builder, x: Tensor) -> Tensor:
                  {"extra": kw(shared_axes=shared or None).lstrip(", ")})
 
 
-@op("Softmax", lambda t: t.rank >= 1)
+# TensorFlow's softmax kernel on CPU (oneDNN) refuses tensors of rank above 5, which
+# Keras builds without complaint: left out.
+@op("Softmax", lambda t: 1 <= t.rank <= 4)
 def softmax(b: Builder, x: Tensor) -> Tensor:
     axis = b.ch.int(0, x.rank - 1)
     if set(x.shape[axis]) == {1}:
@@ -1203,7 +1205,7 @@ def ops_unary(b: Builder, x: Tensor) -> Tensor:
     return _same(b, x, f"ops.{fn}", f"ops.{fn}({{x0}})")
 
 
-@op("ops.softmax", lambda t: t.rank >= 1)
+@op("ops.softmax", lambda t: 1 <= t.rank <= 4)
 def ops_softmax(b: Builder, x: Tensor) -> Tensor:
     axis = b.ch.int(0, x.rank - 1)
     if set(x.shape[axis]) == {1}:
