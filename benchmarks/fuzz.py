@@ -3,6 +3,7 @@
     python benchmarks/fuzz.py --graphs 10000            # seeds 0..9999
     python benchmarks/fuzz.py --graphs 500 --seed 7000  # another stretch of seeds
     python benchmarks/fuzz.py --graphs 200 --keep out/  # keep reproducers of failures
+    python benchmarks/fuzz.py --graphs 10000 --jobs 2   # two worker processes
 
 Each seed gives one valid graph (``tests/fuzz/gen.py`` driven by a seeded
 ``random`` instead of hypothesis: no shrinking).  For each: Keras runs it at
@@ -33,6 +34,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -45,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--graphs", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0, help="first seed")
-    ap.add_argument("--max-layers", type=int, default=16)
+    ap.add_argument("--max-layers", type=int, default=20)
     ap.add_argument("--assignments", type=int, default=3, choices=(2, 3, 4))
     ap.add_argument("--inject-every", type=int, default=2,
                     help="derive a buggy graph from every N-th valid graph (0: none)")
@@ -56,6 +58,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", metavar="DIR", help="write a reproducer for each failure here")
     ap.add_argument("--json", metavar="FILE", help="write the counts as JSON")
     ap.add_argument("--progress", type=int, default=250, help="print counts every N graphs")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes, each over its own stretch of seeds")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -163,69 +167,87 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[dict] = []
     missed: list[dict] = []
     start = time.perf_counter()
-    seed, end = args.seed, args.seed + args.graphs
-    done = 0
-    while seed < end:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(seed),
-               "--graphs", str(end - seed), "--max-layers", str(args.max_layers),
-               "--assignments", str(args.assignments), "--inject-every",
-               str(args.inject_every), "--batch", str(args.batch)]
-        cmd += ["--no-data"] if args.no_data else []
-        cmd += ["--keep", args.keep] if args.keep else []
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True, cwd=ROOT)
-        current = None
-        for line in proc.stdout:
-            if not line.startswith("@"):
-                continue
-            msg = json.loads(line[1:])
-            if "start" in msg:
-                current = msg["start"]
-            elif "graph" in msg:
-                g = msg["graph"]
-                done += 1
-                c["graphs"] += 1
-                c["layers"] += g["layers"]
-                covered.update(g["kinds"])
-                keras_names.update(g["keras"])
-                c["assignments"] += g["assignments"]
-                c["mismatches"] += g["mismatches"]
-                c["graphs_with_mismatch"] += int(g["mismatches"] > 0)
-                c["false_alarms"] += g["false_alarms"]
-                c["graphs_with_false_alarm"] += int(g["false_alarms"] > 0)
-                c["bad_notes"] += g["notes"]
-                c["minimum_claims_too_large"] += g["minimums"]
-                c["approximate_notes"] += g["approximate"]
-                c["generator_invalid"] += int(g["keras_error"])
-                c["internal_errors"] += int(g["internal"])
-                if g["tight"]:
-                    c["tight_runs_failed"].append({"seed": g["seed"], "error": g["tight"]})
-                if g["problems"]:
-                    failures.append({"seed": g["seed"], "problems": g["problems"]})
-                if args.progress and done % args.progress == 0:
-                    print(f"[{done}/{args.graphs}] {time.perf_counter() - start:.0f}s, "
-                          f"failures {len(failures)}, missed {len(missed)}", flush=True)
-            elif "generator_error" in msg:
-                c["generator_errors"].append(msg["generator_error"])
-            elif "no_site" in msg:
-                c["injected"][msg["no_site"]["kind"]]["no_site"] += 1
-            elif "injected" in msg:
-                r = msg["injected"]
-                k = c["injected"][r["kind"]]
-                k["made"] += 1
-                k[r["path"]] += 1
-                k["detected"] += int(r["detected"])
-                codes[r["kind"]].update(r["codes"] or ["(none)"])
-                if not r["detected"]:
-                    missed.append(r)
-        proc.wait()
-        if proc.returncode == 0:
-            break
-        crashed = current if current is not None else seed
-        c["crashed_seeds"].append(crashed)
-        print(f"worker died (status {proc.returncode}) at seed {crashed}; going on",
-              flush=True)
-        seed = crashed + 1
+    end = args.seed + args.graphs
+    lock = threading.Lock()
+    state = {"done": 0}
+
+    def take(msg: dict) -> None:
+        if "graph" in msg:
+            g = msg["graph"]
+            state["done"] += 1
+            c["graphs"] += 1
+            c["layers"] += g["layers"]
+            covered.update(g["kinds"])
+            keras_names.update(g["keras"])
+            c["assignments"] += g["assignments"]
+            c["mismatches"] += g["mismatches"]
+            c["graphs_with_mismatch"] += int(g["mismatches"] > 0)
+            c["false_alarms"] += g["false_alarms"]
+            c["graphs_with_false_alarm"] += int(g["false_alarms"] > 0)
+            c["bad_notes"] += g["notes"]
+            c["minimum_claims_too_large"] += g["minimums"]
+            c["approximate_notes"] += g["approximate"]
+            c["generator_invalid"] += int(g["keras_error"])
+            c["internal_errors"] += int(g["internal"])
+            if g["tight"]:
+                c["tight_runs_failed"].append({"seed": g["seed"], "error": g["tight"]})
+            if g["problems"]:
+                failures.append({"seed": g["seed"], "problems": g["problems"]})
+            if args.progress and state["done"] % args.progress == 0:
+                print(f"[{state['done']}/{args.graphs}] {time.perf_counter() - start:.0f}s, "
+                      f"failures {len(failures)}, missed {len(missed)}", flush=True)
+        elif "generator_error" in msg:
+            c["generator_errors"].append(msg["generator_error"])
+        elif "no_site" in msg:
+            c["injected"][msg["no_site"]["kind"]]["no_site"] += 1
+        elif "injected" in msg:
+            r = msg["injected"]
+            k = c["injected"][r["kind"]]
+            k["made"] += 1
+            k[r["path"]] += 1
+            k["detected"] += int(r["detected"])
+            codes[r["kind"]].update(r["codes"] or ["(none)"])
+            if not r["detected"]:
+                missed.append(r)
+
+    def run_range(seed: int, stop: int) -> None:
+        """Workers over seeds [seed, stop), a new one after each that dies."""
+        while seed < stop:
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(seed),
+                   "--graphs", str(stop - seed), "--max-layers", str(args.max_layers),
+                   "--assignments", str(args.assignments), "--inject-every",
+                   str(args.inject_every), "--batch", str(args.batch)]
+            cmd += ["--no-data"] if args.no_data else []
+            cmd += ["--keep", args.keep] if args.keep else []
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    text=True, cwd=ROOT)
+            current = None
+            for line in proc.stdout:
+                if line.startswith("@"):
+                    msg = json.loads(line[1:])
+                    if "start" in msg:
+                        current = msg["start"]
+                    with lock:
+                        take(msg)
+            proc.wait()
+            if proc.returncode == 0:
+                return
+            crashed = current if current is not None else seed
+            with lock:
+                c["crashed_seeds"].append(crashed)
+                print(f"worker died (status {proc.returncode}) at seed {crashed}; going on",
+                      flush=True)
+            seed = crashed + 1
+
+    jobs = max(1, min(args.jobs, args.graphs))
+    bounds = [args.seed + args.graphs * j // jobs for j in range(jobs + 1)]
+    threads = [threading.Thread(target=run_range, args=(bounds[j], bounds[j + 1]))
+               for j in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c["crashed_seeds"].sort()
     seconds = time.perf_counter() - start
     import keras
 
@@ -238,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     c["seconds"] = round(seconds, 1)
     c["graphs_per_second"] = round(c["graphs"] / seconds, 3) if seconds else 0.0
     c["seeds"] = [args.seed, end - 1]
+    c["jobs"] = jobs
     c["codes_by_kind"] = {k: dict(v) for k, v in codes.items()}
     c["failures"] = failures[:300]
     c["missed"] = missed[:300]
