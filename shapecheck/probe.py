@@ -173,10 +173,18 @@ def _linear(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
     if not syms or len(assignments) < len(syms) + 2:
         return None
     rows = [[int(sp.sympify(s).xreplace(a)) for s in syms] + [1] for a in assignments]
-    m = sp.Matrix(rows[: len(syms) + 1])
-    if m.det() == 0:
+    # probes that tell the terms apart (a term such as Min(25, L) is constant over the
+    # large probe sizes, and only the small ones separate it from the constant)
+    picked: list[int] = []
+    for i in range(len(rows)):
+        if sp.Matrix([rows[j] for j in picked + [i]]).rank() == len(picked) + 1:
+            picked.append(i)
+            if len(picked) == len(syms) + 1:
+                break
+    if len(picked) < len(syms) + 1:
         return None
-    coef = m.solve(sp.Matrix(seen[: len(syms) + 1]))
+    m = sp.Matrix([rows[i] for i in picked])
+    coef = m.solve(sp.Matrix([seen[i] for i in picked]))
     expr = sum((c * s for c, s in zip(coef, syms)), sp.Integer(0)) + coef[-1]
     if not all(c.is_integer for c in coef):
         return None

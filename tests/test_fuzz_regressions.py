@@ -155,3 +155,13 @@ def test_lambda_with_a_constant_output_stays_constant():
     out = layers.Lambda(lambda v: keras.ops.zeros_like(v)[:, :1] + 1.0, name="one")(cut)
     shapes = agree(keras.Model(x, out), sizes={"T": [9, 12, 20]})
     assert shapes["one"] == ["(batch, 1, 5)"]
+
+
+def test_lambda_doubles_a_saturating_dim():
+    # 2*Min(25, T): linear in the input dim Min(25, T), which only the small probes
+    # tell apart from a constant
+    x = keras.Input((None, 3))
+    twice = layers.Lambda(lambda v: keras.ops.concatenate([v, v], axis=1),
+                          name="twice")(x[:, -25:])
+    shapes = agree(keras.Model(x, twice), sizes={"T": [28, 34, 11]})
+    assert shapes["twice"] == ["(batch, 2*Min(25, T), 3)"]
