@@ -16,8 +16,10 @@ assignment.  Every ``--inject-every``-th graph also yields a buggy variant
 ``check_model`` when Keras builds it, else through its script run under
 capture (in batches, one child process per batch).
 
-The graphs run in a worker process; when TensorFlow kills it (a crash in a
-kernel), the seed is counted as a crash and the run goes on from the next.
+The graphs run in worker processes, a fresh one every ``--recycle`` graphs
+(Keras and TensorFlow keep memory across graphs: a worker grew past 12 GB over
+1,300 graphs). When one dies (a crash in a kernel), the seed is counted as a
+crash with the worker's last words, and the run goes on from the next.
 
 Prints the counts (graphs, layer types covered, assignments executed,
 mismatches, false alarms, injected bugs per kind and detected, seconds) and,
@@ -34,6 +36,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -60,6 +63,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--progress", type=int, default=250, help="print counts every N graphs")
     ap.add_argument("--jobs", type=int, default=1,
                     help="worker processes, each over its own stretch of seeds")
+    ap.add_argument("--recycle", type=int, default=200,
+                    help="graphs per worker process before a fresh one takes over (Keras "
+                         "and TensorFlow keep memory across graphs)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -94,7 +100,13 @@ def worker(args: argparse.Namespace) -> int:
 
     def flush() -> None:
         if pending:
-            for (seed, spec), res in zip(pending, check_scripts([s for _, s in pending])):
+            try:
+                results = check_scripts([s for _, s in pending])
+            except Exception as err:  # the harness's own failure: count it, go on
+                say({"harness_error": {"seeds": [seed for seed, _ in pending],
+                                       "error": f"{type(err).__name__}: {err}"[:600]}})
+                results = []
+            for (seed, spec), res in zip(pending, results):
                 injected(seed, spec, res)
             pending.clear()
 
@@ -157,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "mismatches": 0, "graphs_with_false_alarm": 0, "false_alarms": 0,
         "bad_notes": 0, "minimum_claims_too_large": 0, "approximate_notes": 0,
         "generator_invalid": 0, "internal_errors": 0, "crashed_seeds": [],
-        "generator_errors": [], "tight_runs_failed": [],
+        "generator_errors": [], "harness_errors": [], "tight_runs_failed": [],
         "injected": {k: {"made": 0, "built": 0, "refused": 0, "detected": 0, "no_site": 0}
                      for k in BUG_KINDS},
     }
@@ -196,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.progress and state["done"] % args.progress == 0:
                 print(f"[{state['done']}/{args.graphs}] {time.perf_counter() - start:.0f}s, "
                       f"failures {len(failures)}, missed {len(missed)}", flush=True)
+        elif "harness_error" in msg:
+            c["harness_errors"].append(msg["harness_error"])
         elif "generator_error" in msg:
             c["generator_errors"].append(msg["generator_error"])
         elif "no_site" in msg:
@@ -211,32 +225,39 @@ def main(argv: list[str] | None = None) -> int:
                 missed.append(r)
 
     def run_range(seed: int, stop: int) -> None:
-        """Workers over seeds [seed, stop), a new one after each that dies."""
+        """Workers over seeds [seed, stop): a fresh one every ``--recycle`` graphs, and
+        a new one after one that dies (its seed counted as a crash, with its last words)."""
         while seed < stop:
+            count = min(args.recycle, stop - seed) if args.recycle > 0 else stop - seed
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(seed),
-                   "--graphs", str(stop - seed), "--max-layers", str(args.max_layers),
+                   "--graphs", str(count), "--max-layers", str(args.max_layers),
                    "--assignments", str(args.assignments), "--inject-every",
                    str(args.inject_every), "--batch", str(args.batch)]
             cmd += ["--no-data"] if args.no_data else []
             cmd += ["--keep", args.keep] if args.keep else []
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True, cwd=ROOT)
-            current = None
-            for line in proc.stdout:
-                if line.startswith("@"):
-                    msg = json.loads(line[1:])
-                    if "start" in msg:
-                        current = msg["start"]
-                    with lock:
-                        take(msg)
-            proc.wait()
+            with tempfile.TemporaryFile("w+", encoding="utf-8") as err:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                        cwd=ROOT)
+                current = None
+                for line in proc.stdout:
+                    if line.startswith("@"):
+                        msg = json.loads(line[1:])
+                        if "start" in msg:
+                            current = msg["start"]
+                        with lock:
+                            take(msg)
+                proc.wait()
+                err.seek(0)
+                last_words = err.read()[-1500:]
             if proc.returncode == 0:
-                return
+                seed += count
+                continue
             crashed = current if current is not None else seed
             with lock:
-                c["crashed_seeds"].append(crashed)
-                print(f"worker died (status {proc.returncode}) at seed {crashed}; going on",
-                      flush=True)
+                c["crashed_seeds"].append({"seed": crashed, "status": proc.returncode,
+                                           "stderr": last_words})
+                print(f"worker died (status {proc.returncode}) at seed {crashed}; going on\n"
+                      f"{last_words[-600:]}", flush=True)
             seed = crashed + 1
 
     jobs = max(1, min(args.jobs, args.graphs))
@@ -247,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         t.start()
     for t in threads:
         t.join()
-    c["crashed_seeds"].sort()
+    c["crashed_seeds"].sort(key=lambda d: d["seed"])
     seconds = time.perf_counter() - start
     import keras
 
@@ -291,7 +312,8 @@ def report(c: dict) -> None:
     print(f"approximate notes        {c['approximate_notes']} (probe fallback, not failures)")
     print(f"generator invalid        {c['generator_invalid']} (Keras refused a 'valid' graph)")
     print(f"internal errors          {c['internal_errors']}")
-    print(f"crashed seeds            {c['crashed_seeds'] or 'none'}")
+    print(f"crashed seeds            {[d['seed'] for d in c['crashed_seeds']] or 'none'}")
+    print(f"harness errors           {len(c['harness_errors'])} (buggy scripts left unchecked)")
     print(f"generator errors         {len(c['generator_errors'])}")
     print(f"Keras failed at minimum  {len(c['tight_runs_failed'])} (sizes shapecheck says "
           "the windows need; to look at)")
