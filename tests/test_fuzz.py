@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, note, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.fuzz.gen import BUG_KINDS, RandomChooser, generate  # noqa: E402
+from tests.fuzz.gen import BUG_KINDS, RandomChooser, generate, inject  # noqa: E402
 from tests.fuzz.harness import (check_injected, check_scripts, check_valid,  # noqa: E402
                                 replay)
 from tests.fuzz.strategies import buggy_graphs, valid_graphs  # noqa: E402
@@ -72,3 +72,23 @@ def test_kept_reproducers(path):
     """Graphs the fuzzer once failed on, kept as scripts: they pass now."""
     res = replay(str(path))
     assert res.ok, "\n".join(res.problems())
+
+
+def test_injected_units_change_breaks_the_merge():
+    """A changed Dense whose output reaches both sides of a merge is no bug (seed 7282 once
+    gave one): the injected graph must fail in Keras."""
+    from tests.fuzz.harness import _data, build
+
+    bug = inject(generate(RandomChooser(7282), max_layers=20), "wrong-units",
+                 RandomChooser(7282 * 7919 + 1))
+    with pytest.raises(Exception):
+        model = build(bug)
+        model(_data(bug.sizes(), [(i.name, i.shape, i.dtype) for i in bug.inputs], 2))
+
+
+def test_attention_scores_stay_small():
+    """MultiHeadAttention over two axes of (200, 63) gave 6 GB of scores (seed 7148)."""
+    spec = generate(RandomChooser(7148), max_layers=20)
+    lines = [n.line() for n in spec.nodes if "attention_axes=(1, 2)" in n.line()]
+    assert not lines
+    assert all(t.elements() < 10**7 for t in spec.tensors.values())

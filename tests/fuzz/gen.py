@@ -1824,7 +1824,13 @@ def concatenate3(b: Builder, x: Tensor) -> Tensor:
 
 @op("MultiHeadAttention-axes", lambda t: t.rank == 3 and last_fixed(t))
 def mha_axes(b: Builder, x: Tensor) -> Tensor:
-    axes = b.ch.choice([(1,), (2,), (1, 2)])
+    def scores(axes: tuple) -> int:  # elements of the attention scores, per sample
+        sizes = [max(x.shape[a - 1][k] for k in range(K)) for a in (1, 2)]
+        attended = math.prod(sizes[a - 1] for a in axes)
+        return 2 * attended * attended * math.prod(sizes) // attended
+
+    # (batch, heads, 200, 63, 200, 63) would be 6 GB at a batch of 5
+    axes = b.ch.choice([a for a in [(1,), (2,), (1, 2)] if scores(a) <= 2_000_000] or [(2,)])
     y = b.out(x.shape, x.var, like=x, kind="mha")
     return b.emit("MultiHeadAttention",
                   "layers.MultiHeadAttention(2, 3, attention_axes={ax})({x0}, {x0})", [x], [y],
@@ -2062,6 +2068,15 @@ def _bug_concat_axis(b: Builder) -> tuple | None:
     return (f"{z.name}: joined on the last axis; axis {axis + 1} is n and n - {k}", [], {})
 
 
+def _downstream(nodes: list[Node], tensor: str) -> set[str]:
+    """The tensors computed from ``tensor`` (itself included)."""
+    out = {tensor}
+    for node in nodes:  # in the script's order: producers before consumers
+        if any(n in out for n in node.ins):
+            out.update(node.outs)
+    return out
+
+
 def _bug_wrong_units(b: Builder) -> tuple | None:
     ch = b.ch
     sites = []
@@ -2072,6 +2087,11 @@ def _bug_wrong_units(b: Builder) -> tuple | None:
                 prod = next((n for n in b.nodes if name in n.outs), None)
                 if prod is not None and prod.kind == "Dense" and "units" in prod.params \
                         and prod.params["units"] > 1:
+                    # the other inputs must not come from the Dense too (a merge of its
+                    # output and a dropout of it stays valid for any units)
+                    after = _downstream(b.nodes, prod.outs[0])
+                    if any(o in after for o in node.ins if o != name):
+                        continue
                     others = [b.tensors[o] for o in node.ins if o != name and o in b.tensors]
                     if all(o.fixed_at(-1) not in (None, 1) for o in others):
                         sites.append(prod)
