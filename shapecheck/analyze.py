@@ -116,9 +116,12 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                 if f is not None and id(f) not in roots:
                     roots[id(f)] = explain_failure(f, ctx, call, show)
                     mine.append(roots[id(f)])
-            mine += model_findings(ctx)
             feeds = [f for c in data_calls if c.model is model for f in c.feeds]
             from_data, bound = data_findings(ctx, feeds)
+            for b in bound:
+                for m in b.targets:
+                    ctx.fed_targets.setdefault(m.key, []).append(tuple(m.info.shape))
+            mine += model_findings(ctx)
             mine += from_data
             mark_follows(ctx, mine, roots)
             minimums = minimum_sizes(ctx)

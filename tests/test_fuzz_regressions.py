@@ -165,3 +165,32 @@ def test_lambda_doubles_a_saturating_dim():
                           name="twice")(x[:, -25:])
     shapes = agree(keras.Model(x, twice), sizes={"T": [28, 34, 11]})
     assert shapes["twice"] == ["(batch, 2*Min(25, T), 3)"]
+
+
+# --- RepeatVector's fixed steps: a warning about targets, quiet when they agree -------------------
+
+
+def _repeat_model() -> keras.Model:
+    seq = keras.Input((None, 3), name="seq")
+    code = layers.GRU(4, name="enc")(seq)
+    steps = layers.RepeatVector(9, name="repeat")(code)
+    return keras.Model(seq, layers.GRU(2, return_sequences=True, name="dec")(steps))
+
+
+def test_repeat_vector_warning_without_targets():
+    assert ("SC203", "warning") in loud(check_model(_repeat_model()))
+
+
+def test_repeat_vector_quiet_when_fed_targets_have_its_steps():
+    x = np.zeros((4, 12, 3), "float32")
+    report = check_model(_repeat_model(), data=x, targets=np.zeros((4, 9, 2), "float32"),
+                         loss="mse", batch_size=2)
+    assert loud(report) == []
+
+
+def test_repeat_vector_warns_when_fed_targets_have_other_steps():
+    x = np.zeros((4, 12, 3), "float32")
+    report = check_model(_repeat_model(), data=x, targets=np.zeros((4, 12, 2), "float32"),
+                         loss="mse", batch_size=2)
+    codes = {c for c, _ in loud(report)}
+    assert "SC203" in codes and len(codes) >= 2, loud(report)

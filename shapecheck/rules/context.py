@@ -61,6 +61,8 @@ class ModelContext:
             self.by_name.setdefault(c.name, c)
         self._out = {r.call.id: r.shapes for r in shapes.results}
         self._ancestors: dict[int, set[int]] = {}
+        # output tensor key -> the shapes of the targets the script feeds it (sampled)
+        self.fed_targets: dict[int, list[tuple]] = {}
 
     # -- shapes ---------------------------------------------------------------
     def out_shapes(self, call: LayerCall) -> list[tuple]:

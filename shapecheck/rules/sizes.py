@@ -94,7 +94,9 @@ FROZEN_DIM = define("SC203", "frozen-dim", "warning",
     ## Why is this bad
     The model builds and accepts inputs of any length, but targets of another
     length than `n`, or inputs of another size than the Reshape assumes, fail
-    in `fit` or `predict`, far from the line that fixed the size.
+    in `fit` or `predict`, far from the line that fixed the size. Where the
+    script feeds that output targets of exactly `n` steps, they agree with the
+    decoder and the `RepeatVector` is not reported.
 
     ## Example
     ```python
@@ -758,14 +760,20 @@ def _n_source(call: LayerCall, n: int) -> str:
 
 
 def _decoded_output(ctx: ModelContext, call: LayerCall, n: int) -> LayerCall | None:
-    """A model output downstream of ``call`` with ``n`` steps on axis 1."""
+    """A model output downstream of ``call`` with ``n`` steps on axis 1, unless the
+    script feeds it targets, all of ``n`` steps (they agree with the decoder)."""
     later = nx.descendants(ctx.graph.graph, call.id)
-    for c in ctx.calls:
-        if c.id not in later or not ctx.is_output(c):
+    for key in ctx.graph.outputs:
+        c = ctx.producer(key)
+        if c is None or c.id not in later:
             continue
-        for shape in ctx.out_shapes(c):
-            if len(shape) >= 3 and shape[1] == n:
-                return c
+        shape = ctx.tensor_shape(key)
+        if shape is None or len(shape) < 3 or shape[1] != n:
+            continue
+        fed = ctx.fed_targets.get(key)
+        if fed and all(len(t) >= 2 and t[1] == n for t in fed):
+            continue
+        return c
     return None
 
 
