@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
-import networkx as nx
 import sympy as sp
 
 from shapecheck import dims
@@ -759,7 +758,7 @@ def _n_source(call: LayerCall, n: int) -> str:
 
 def _decoded_output(ctx: ModelContext, call: LayerCall, n: int) -> LayerCall | None:
     """A model output downstream of ``call`` with ``n`` steps on axis 1."""
-    later = nx.descendants(ctx.graph.graph, call.id)
+    later = ctx.graph.graph.descendants(call.id)
     for c in ctx.calls:
         if c.id not in later or not ctx.is_output(c):
             continue
