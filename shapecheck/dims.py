@@ -58,14 +58,15 @@ def _parses_as_symbol(name: str) -> bool:
         return False
 
 
-# Names that sympify reads as a symbol (tests check it), known without sympy: the
-# batch and the axis letters inference names input dims after.
-_PLAIN = frozenset(("batch", "L", "T", "F", "H", "W", "C", "D"))
+# Names that sympify reads as a symbol, known without sympy: the batch and the axis
+# letters inference names input dims after, alone or with a suffix (``T_enc``).  No
+# name in sympify's namespace has that form (tests check it).
+_PLAIN = re.compile(r"(?:batch|[LTFHWCD])(?:_[0-9A-Za-z_]*[0-9A-Za-z])?")
 
 
 def identifier(text: str) -> str:
     """A plain identifier that ``sympy.sympify`` reads back as a symbol."""
-    if text in _PLAIN:
+    if _PLAIN.fullmatch(text):
         return text
     name = _IDENT.sub("_", text).strip("_") or "d"
     if name[0].isdigit():

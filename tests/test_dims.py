@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import pickle
 import subprocess
 import sys
@@ -73,10 +74,21 @@ def test_dims_functions_treat_named_as_the_symbol() -> None:
 
 
 def test_plain_identifiers_are_read_back_as_symbols() -> None:
-    for name in dims._PLAIN:
+    """Names taken as they are without asking sympy are names sympify reads as symbols:
+    none is in the namespace sympify reads names in."""
+    namespace: dict = {}
+    exec("from sympy import *", namespace)
+    names = set(namespace) | set(vars(builtins)) | {"max", "min"}
+    assert not [n for n in names if dims._PLAIN.fullmatch(n)]
+    for name in ("batch", "L", "T", "F", "H", "W", "C", "D", "T_enc", "T_input_1",
+                 "H_image", "C_2", "batch_2", "D__x"):
+        assert dims._PLAIN.fullmatch(name)
         assert dims._parses_as_symbol(name)
         assert dims.identifier(name) == name
-    assert dims.identifier("S") == "S_" and dims.identifier("N") == "N_"
+    for text, name in (("S", "S_"), ("N", "N_"), ("T_", "T"), ("conv1d_1", "conv1d_1"),
+                       ("T enc", "T_enc"), ("1x", "d_1x"), ("lambda", "lambda_")):
+        assert not dims._PLAIN.fullmatch(text)
+        assert dims.identifier(text) == name
 
 
 def test_a_batch_only_model_is_checked_without_sympy() -> None:
