@@ -139,7 +139,7 @@ def startup(repeat: int) -> None:
     bare = wall([sys.executable, "-c", "pass"], n)
     print(f"\nimports alone: import keras {keras_s:.2f} s; with capture installed and "
           f"what the check imports before it needs dim algebra, rules loaded {all_s:.2f} s "
-          f"(+{all_s - keras_s:.2f}); sympy, imported on first dim algebra, takes "
+          f"({all_s - keras_s:+.2f}); sympy, imported on first dim algebra, takes "
           f"{sympy_s - bare:.2f}. The command's parent process: {cli_s - bare:.2f} s beyond "
           "a bare interpreter.")
 
