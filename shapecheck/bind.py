@@ -144,7 +144,7 @@ def bind(ctx: ModelContext, feed: Any, batch: Any) -> Binding:
                     b.size_mismatches.append((m, axis, d, v))
                 continue
             names = dims.free_names(d)
-            if len(names) == 1 and d == dims.symbol(next(iter(names))):
+            if len(names) == 1 and d == dims.named(next(iter(names))):
                 name = next(iter(names))
                 seen.setdefault(name, []).append((int(v), m.label, m.name, axis))
     for name, found in seen.items():

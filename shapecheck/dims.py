@@ -1,38 +1,73 @@
-"""Symbolic dimensions: ints, sympy expressions over named dims, or None.
+"""Symbolic dimensions: ints, named dims, sympy expressions over named dims, or None.
 
 A *dim* is one of
 - ``int``: known size;
+- :class:`Named`: one named unknown dim on its own (``batch``, ``T``);
 - ``sympy.Expr``: a size that depends on named unknown dims (``T``, ``floor(T/2)``);
 - ``None``: truly unknown (no rule could keep it symbolic).
 
 A *shape* is a tuple of dims.  Nothing here imports Keras.
+
+SymPy is imported only when a dim needs algebra: most models only ever have
+the ``batch`` dim unknown, and it is compared, printed and bound, never
+computed with.  A :class:`Named` dim equals (and hashes like) the sympy
+symbol of the same name (:func:`symbol`), and turns into it for arithmetic,
+sympy functions and sympy attributes.
 """
 
 from __future__ import annotations
 
 import keyword
 import re
+import sys
 from functools import lru_cache
-from typing import Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
 
-import sympy as sp
-from sympy.printing.str import StrPrinter
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy
 
-Dim = Union[int, sp.Expr, None]
+Dim = Union[int, "Named", "sympy.Expr", None]
 Shape = tuple  # tuple[Dim, ...]
 
 _IDENT = re.compile(r"[^0-9A-Za-z_]+")
 
 
+def _sympy() -> Any:
+    """The sympy module, imported on first use."""
+    import sympy
+
+    return sympy
+
+
+def _loaded() -> Any:
+    """The sympy module if it is imported already, else None (then no dim is a sympy
+    object)."""
+    return sys.modules.get("sympy")
+
+
+def _is_expr(d: object) -> bool:
+    sp = _loaded()
+    return sp is not None and isinstance(d, sp.Expr)
+
+
 def _parses_as_symbol(name: str) -> bool:
+    sp = _sympy()
     try:
         return sp.sympify(name) == sp.Symbol(name)
     except (sp.SympifyError, SyntaxError, TypeError, AttributeError):
         return False
 
 
+# Names that sympify reads as a symbol, known without sympy: the batch and the axis
+# letters inference names input dims after, alone or with a suffix (``T_enc``).  No
+# name in sympify's namespace has that form (tests check it).
+_PLAIN = re.compile(r"(?:batch|[LTFHWCD])(?:_[0-9A-Za-z_]*[0-9A-Za-z])?")
+
+
 def identifier(text: str) -> str:
     """A plain identifier that ``sympy.sympify`` reads back as a symbol."""
+    if _PLAIN.fullmatch(text):
+        return text
     name = _IDENT.sub("_", text).strip("_") or "d"
     if name[0].isdigit():
         name = "d_" + name
@@ -42,18 +77,133 @@ def identifier(text: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def symbol(name: str) -> sp.Symbol:
-    """The dim symbol called ``name`` (a positive integer)."""
-    return sp.Symbol(name, integer=True, positive=True)
+def symbol(name: str) -> "sympy.Symbol":
+    """The sympy symbol of the dim called ``name`` (a positive integer)."""
+    return _sympy().Symbol(name, integer=True, positive=True)
+
+
+# How sympy hashes ``symbol(name)`` (its class name, the name, its assumptions), for
+# hashing a Named dim before sympy is imported; once it is, the symbol's own hash is
+# used.  Tests check that the two agree.
+_SYMBOL_ASSUMPTIONS = (
+    ("algebraic", True), ("commutative", True), ("complex", True),
+    ("extended_negative", False), ("extended_nonnegative", True),
+    ("extended_nonpositive", False), ("extended_nonzero", True),
+    ("extended_positive", True), ("extended_real", True), ("finite", True),
+    ("hermitian", True), ("imaginary", False), ("infinite", False), ("integer", True),
+    ("irrational", False), ("negative", False), ("noninteger", False),
+    ("nonnegative", True), ("nonpositive", False), ("nonzero", True), ("positive", True),
+    ("rational", True), ("real", True), ("transcendental", False), ("zero", False))
+
+
+def _binary(op: str) -> Any:
+    def method(self: "Named", other: Any) -> Any:
+        if isinstance(other, Named):
+            other = symbol(other.name)
+        return getattr(symbol(self.name), op)(other)
+
+    method.__name__ = op
+    return method
+
+
+def _unary(op: str) -> Any:
+    def method(self: "Named", *args: Any) -> Any:
+        return getattr(symbol(self.name), op)(*args)
+
+    method.__name__ = op
+    return method
+
+
+class Named:
+    """The named dim ``name`` on its own, without sympy.
+
+    Equal to, and hashed like, ``symbol(name)``; arithmetic, comparisons by size,
+    sympy functions (through ``_sympy_``) and any sympy attribute turn it into that
+    symbol.  Make one with :func:`named`.
+    """
+
+    __slots__ = ("name",)
+
+    # the assumptions of symbol(): read without sympy
+    is_Symbol = True
+    is_Atom = True
+    is_Integer = False
+    is_Number = False
+    is_Rational = False
+    is_number = False
+    is_integer = True
+    is_positive = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _sympy_(self) -> Any:
+        return symbol(self.name)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # sympy's own protocol (_op_priority): see _sympy_
+            raise AttributeError(attr)
+        return getattr(symbol(self.name), attr)
+
+    def __reduce__(self) -> tuple:
+        return (named, (self.name,))
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return self.name if not spec else format(symbol(self.name), spec)
+
+    def __eq__(self, other: object) -> Any:
+        if isinstance(other, Named):
+            return self.name == other.name
+        sp = _loaded()
+        if sp is not None and isinstance(other, sp.Basic):
+            return other == symbol(self.name)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> Any:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        if _loaded() is not None:
+            return hash(symbol(self.name))
+        return hash(("Symbol", self.name) + _SYMBOL_ASSUMPTIONS)
+
+
+for _op in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+            "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__",
+            "__rmod__", "__pow__", "__rpow__", "__divmod__", "__rdivmod__", "__lt__", "__le__",
+            "__gt__", "__ge__"):
+    setattr(Named, _op, _binary(_op))
+for _op in ("__neg__", "__pos__", "__abs__", "__int__", "__float__", "__complex__",
+            "__trunc__", "__round__"):
+    setattr(Named, _op, _unary(_op))
+del _op
+
+
+_NAMED: dict[str, Named] = {}
+
+
+def named(name: str) -> Named:
+    """The dim called ``name`` (equal to ``symbol(name)``; no sympy needed)."""
+    d = _NAMED.get(name)
+    if d is None:
+        d = _NAMED[name] = Named(name)
+    return d
 
 
 def norm(d: object) -> Dim:
-    """Normalize to int / Expr / None (sympy integers become ints)."""
+    """Normalize to int / Named / Expr / None (sympy integers become ints)."""
     if d is None or isinstance(d, bool):
         return None if d is None else int(d)
-    if isinstance(d, int):
+    if isinstance(d, (int, Named)):
         return d
-    if isinstance(d, sp.Basic):
+    sp = _loaded()
+    if sp is not None and isinstance(d, sp.Basic):
         if d.is_Integer:
             return int(d)
         return d
@@ -67,11 +217,13 @@ def is_int(d: Dim) -> bool:
 
 
 def is_symbolic(d: Dim) -> bool:
-    return isinstance(d, sp.Expr)
+    return isinstance(d, Named) or _is_expr(d)
 
 
 def free_names(d: Dim) -> set[str]:
-    if isinstance(d, sp.Expr):
+    if isinstance(d, Named):
+        return {d.name}
+    if _is_expr(d):
         return {s.name for s in d.free_symbols}
     return set()
 
@@ -84,7 +236,7 @@ def add(*ds: Dim) -> Dim:
         return None
     if all(isinstance(d, int) for d in ds):
         return sum(ds)  # type: ignore[arg-type]
-    return norm(sp.Add(*ds))
+    return norm(_sympy().Add(*ds))
 
 
 def sub(a: Dim, b: Dim) -> Dim:
@@ -105,7 +257,7 @@ def mul(*ds: Dim) -> Dim:
         for d in ds:
             out *= d  # type: ignore[operator]
         return out
-    return norm(sp.Mul(*ds))
+    return norm(_sympy().Mul(*ds))
 
 
 def prod(ds: Iterable[Dim]) -> Dim:
@@ -119,6 +271,7 @@ def floordiv(a: Dim, b: Dim) -> Dim:
         return a // b
     if b == 1:
         return a
+    sp = _sympy()
     return norm(sp.floor(sp.Rational(1, 1) * a / b))
 
 
@@ -129,6 +282,7 @@ def ceildiv(a: Dim, b: Dim) -> Dim:
         return -(-a // b)
     if b == 1:
         return a
+    sp = _sympy()
     return norm(sp.ceiling(sp.Rational(1, 1) * a / b))
 
 
@@ -138,6 +292,7 @@ def exact_div(a: Dim, b: Dim) -> Dim:
         return None
     if isinstance(a, int) and isinstance(b, int):
         return a // b if b and a % b == 0 else None
+    sp = _sympy()
     return norm(sp.cancel(sp.Rational(1, 1) * a / b))
 
 
@@ -175,6 +330,12 @@ def equal(a: Dim, b: Dim) -> bool | None:
         return None
     if isinstance(a, int) and isinstance(b, int):
         return a == b
+    if isinstance(a, Named) and isinstance(b, (Named, int)) or (
+            isinstance(b, Named) and isinstance(a, int)):
+        # one named dim against itself, another or a size: only itself is equal for
+        # every size (what the algebra below finds too)
+        return True if a == b else None
+    sp = _sympy()
     diff = sp.sympify(a) - sp.sympify(b)
     if diff == 0:
         return True
@@ -191,12 +352,12 @@ _SAMPLES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 24, 31, 32, 33, 6
             65, 97, 100, 127, 128, 255, 256, 360, 1000, 1001, 4096)
 
 
-def _vanishes(expr: sp.Expr) -> bool:
+def _vanishes(expr: "sympy.Expr") -> bool:
     """Whether ``expr`` is zero for every size of its dims (tested on many sizes)."""
     syms = sorted(expr.free_symbols, key=lambda s: s.name)
     if not syms:
         return expr == 0
-    fn = sp.lambdify(syms, expr, modules="math")
+    fn = _sympy().lambdify(syms, expr, modules="math")
     n = len(_SAMPLES)
     for k in range(n * 2):
         point = [_SAMPLES[(k + 5 * i) % n] for i in range(len(syms))]
@@ -211,6 +372,10 @@ def evaluate(d: Dim, bindings: dict[str, int]) -> int | None:
         return None
     if isinstance(d, int):
         return d
+    if isinstance(d, Named):
+        value = bindings.get(d.name)
+        if value is None or type(value) is int:
+            return value
     subs = {s: bindings[s.name] for s in d.free_symbols if s.name in bindings}
     if len(subs) < len(d.free_symbols):
         return None
@@ -220,8 +385,12 @@ def evaluate(d: Dim, bindings: dict[str, int]) -> int | None:
 
 def bind(d: Dim, bindings: dict[str, int] | None) -> Dim:
     """``d`` with the named dims in ``bindings`` replaced by their sizes."""
-    if not bindings or not isinstance(d, sp.Expr):
+    if not bindings or not is_symbolic(d):
         return d
+    if isinstance(d, Named):
+        value = bindings.get(d.name, d)
+        if value is d or type(value) is int:
+            return value
     subs = {s: bindings[s.name] for s in d.free_symbols if s.name in bindings}
     return norm(d.subs(subs)) if subs else d
 
@@ -229,25 +398,28 @@ def bind(d: Dim, bindings: dict[str, int] | None) -> Dim:
 # --- display ------------------------------------------------------------------
 
 
-class _Printer(StrPrinter):
+@lru_cache(maxsize=None)
+def _printer() -> Any:
     """Writes ``floor((T - 3)/2)`` rather than sympy's ``floor(T/2 - 3/2)``."""
+    sp = _sympy()
+    from sympy.printing.str import StrPrinter
 
-    def _print_floor(self, e: sp.Expr) -> str:
-        return f"floor({self._print(sp.together(e.args[0]))})"
+    class _Printer(StrPrinter):
+        def _print_floor(self, e: sp.Expr) -> str:
+            return f"floor({self._print(sp.together(e.args[0]))})"
 
-    def _print_ceiling(self, e: sp.Expr) -> str:
-        return f"ceiling({self._print(sp.together(e.args[0]))})"
+        def _print_ceiling(self, e: sp.Expr) -> str:
+            return f"ceiling({self._print(sp.together(e.args[0]))})"
 
-
-_PRINTER = _Printer()
+    return _Printer()
 
 
 def fmt(d: Dim) -> str:
     if d is None:
         return "?"
-    if isinstance(d, int):
+    if isinstance(d, (int, Named)):
         return str(d)
-    return _PRINTER.doprint(d)
+    return _printer().doprint(d)
 
 
 def fmt_shape(shape: Sequence[Dim] | None) -> str:
@@ -266,5 +438,6 @@ def to_json(d: Dim) -> int | str | None:
 def from_json(v: int | str | None) -> Dim:
     if v is None or isinstance(v, int):
         return v
+    sp = _sympy()
     expr = sp.sympify(v)
     return norm(expr.subs({s: symbol(s.name) for s in expr.free_symbols}))

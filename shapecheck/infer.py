@@ -89,13 +89,13 @@ class Scope:
             n += 1
             name = dims.identifier(f"{base}_{n}")
         self.dims[name] = DimInfo(name, origin)
-        return dims.symbol(name)
+        return dims.named(name)
 
     def shared_dim(self, name: str, origin: str) -> Dim:
         """The dim called ``name``, created on first use (``batch``)."""
         if name not in self.dims:
             self.dims[name] = DimInfo(name, origin)
-        return dims.symbol(name)
+        return dims.named(name)
 
     def require_equal(self, a: Dim, b: Dim, layer: str, reason: str) -> Dim:
         if a is None or b is None:  # nothing to compare with an unknown size

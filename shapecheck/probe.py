@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import sympy as sp
-
 from shapecheck import dims
 from shapecheck.layers.registry import Sym, flatten
 
@@ -80,8 +78,11 @@ def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) ->
     from keras import KerasTensor, tree
 
     in_dims = [d for item in flatten((args, kwargs)) if isinstance(item, Sym)
-               for d in item.shape if isinstance(d, sp.Expr)]
-    syms = sorted({s for d in in_dims for s in d.free_symbols}, key=lambda s: s.name)
+               for d in item.shape if dims.is_symbolic(d)]
+    if all(isinstance(d, dims.Named) for d in in_dims):  # no algebra (yet): no sympy
+        syms = sorted(set(in_dims), key=lambda s: s.name)
+    else:
+        syms = sorted({s for d in in_dims for s in d.free_symbols}, key=lambda s: s.name)
     # The input dims themselves are the natural terms of an output size
     # (a concatenation adds them, a reshape divides them).
     terms = list(dict.fromkeys(d for d in in_dims if not d.is_Symbol))
@@ -91,8 +92,7 @@ def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) ->
 
     def concrete(obj: Any, values: dict) -> Any:
         if isinstance(obj, Sym):
-            shape = tuple(None if d is None else int(sp.sympify(d).xreplace(values))
-                          for d in obj.shape)
+            shape = tuple(None if d is None else _value(d, values) for d in obj.shape)
             return KerasTensor(shape, dtype=obj.dtype)
         if isinstance(obj, list):
             return [concrete(o, values) for o in obj]
@@ -148,6 +148,25 @@ def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) ->
     return out
 
 
+def _value(d: dims.Dim, values: dict) -> int:
+    """The size of ``d`` at one probe (``values``: named dim -> size)."""
+    if isinstance(d, int):
+        return d
+    if isinstance(d, dims.Named) and d in values:
+        return int(values[d])
+    import sympy as sp
+
+    return int(sp.sympify(d).xreplace(values))
+
+
+def _as_symbols(syms: list, assignments: list[dict]) -> tuple[list, list[dict]]:
+    """``syms`` and ``assignments`` with :class:`dims.Named` dims as sympy symbols."""
+    if not any(isinstance(s, dims.Named) for s in syms):
+        return syms, assignments
+    to = {s: dims.symbol(s.name) if isinstance(s, dims.Named) else s for s in syms}
+    return [to[s] for s in syms], [{to[s]: v for s, v in a.items()} for a in assignments]
+
+
 def _fit(seen: list, syms: list, assignments: list[dict], terms: list) -> dims.Dim:
     """An expression in the named dims that reproduces every probe, or None."""
     if any(v is None for v in seen):
@@ -157,8 +176,11 @@ def _fit(seen: list, syms: list, assignments: list[dict], terms: list) -> dims.D
     if len(assignments) < 3:
         return None
     for t in [*syms, *terms]:  # the commonest case: an input dim passed through
-        if all(int(t.xreplace(a)) == v for a, v in zip(assignments, seen)):
+        if all(_value(t, a) == v for a, v in zip(assignments, seen)):
             return dims.norm(t)
+    import sympy as sp
+
+    syms, assignments = _as_symbols(syms, assignments)
     cap = max(seen)  # an input dim cut to a length (a slice ``[:c]``): Min(c, t)
     for t in [*syms, *terms]:
         if all(min(cap, int(t.xreplace(a))) == v for a, v in zip(assignments, seen)):
@@ -170,6 +192,8 @@ def _fit(seen: list, syms: list, assignments: list[dict], terms: list) -> dims.D
 
 def _linear(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
     """``sum(a_i * t_i) + b`` with integer coefficients, checked on every probe."""
+    import sympy as sp
+
     if not syms or len(assignments) < len(syms) + 2:
         return None
     rows = [[int(sp.sympify(s).xreplace(a)) for s in syms] + [1] for a in assignments]
@@ -196,6 +220,8 @@ def _linear(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
 
 def _floor_div(seen: list, syms: list, assignments: list[dict]) -> dims.Dim:
     """``floor((s + b) / c)``: strided windows and poolings over one dim."""
+    import sympy as sp
+
     for s in syms:
         xs = [a[s] for a in assignments]
         for c in range(2, 9):

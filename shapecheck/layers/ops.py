@@ -19,7 +19,6 @@ import operator
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import sympy as sp
 
 from shapecheck import dims
 from shapecheck.dims import Dim
@@ -647,16 +646,23 @@ def one_hot(call: Call) -> tuple:
 # --- indexing -------------------------------------------------------------------
 
 
-_M = sp.Symbol("m_", integer=True, nonnegative=True)
+@functools.lru_cache(maxsize=None)
+def _axis_size() -> Any:
+    """The symbol ``m_`` that :func:`_generic_len` writes a slice length in."""
+    import sympy as sp
+
+    return sp.Symbol("m_", integer=True, nonnegative=True)
 
 
 def _concrete_len(n: int, start: int | None, stop: int | None, step: int) -> int:
     return len(range(*slice(start, stop, step).indices(n)))
 
 
-def _generic_len(start: int | None, stop: int | None, step: int) -> sp.Expr:
-    """Python's slice length on an axis of size ``_M`` (with Min/Max)."""
-    m = _M
+def _generic_len(start: int | None, stop: int | None, step: int) -> Any:
+    """Python's slice length on an axis of size ``_axis_size()`` (with Min/Max)."""
+    import sympy as sp
+
+    m = _axis_size()
     if step > 0:
         lo = 0 if start is None else (sp.Min(start, m) if start >= 0 else sp.Max(m + start, 0))
         hi = m if stop is None else (sp.Min(stop, m) if stop >= 0 else sp.Max(m + stop, 0))
@@ -666,6 +672,13 @@ def _generic_len(start: int | None, stop: int | None, step: int) -> sp.Expr:
                                       else sp.Max(m + start, -1))
     lo = -1 if stop is None else (sp.Min(stop, m - 1) if stop >= 0 else sp.Max(m + stop, -1))
     return sp.Max(0, sp.ceiling((hi - lo) / sp.Integer(k)))
+
+
+def _min_max(c: int, d: Dim) -> Any:
+    """``Min(c, Max(0, d))``."""
+    import sympy as sp
+
+    return sp.Min(c, sp.Max(0, d))
 
 
 def _ceil_expr(n: Dim, j: int, k: int) -> Dim:
@@ -683,6 +696,8 @@ def slice_length(n: Dim, start: int | None, stop: int | None, step: int | None) 
     """
     length, floor_at_zero = _slice_length(n, start, stop, step)
     if floor_at_zero:
+        import sympy as sp
+
         return dims.norm(sp.Max(0, length))
     return length
 
@@ -697,11 +712,13 @@ def _slice_length(n: Dim, start: int | None, stop: int | None,
         return None, False
     if isinstance(n, int):
         return _concrete_len(n, start, stop, step), False
+    if start is None and stop is None and step == 1:  # ``:``, what the search finds
+        return n, False
     k = abs(step)
     # Past every breakpoint (|start|, |stop|) the length is c or ceil((n - j)/k).
     far = abs(start or 0) + abs(stop or 0) + 2 * k + 2
     if far > 200_000:
-        return dims.norm(_generic_len(start, stop, step).subs(_M, n)), False
+        return dims.norm(_generic_len(start, stop, step).subs(_axis_size(), n)), False
     values = [_concrete_len(i, start, stop, step) for i in range(far + 2 * k + 1)]
 
     def matches(fn: Callable[[int], int]) -> bool:
@@ -718,7 +735,7 @@ def _slice_length(n: Dim, start: int | None, stop: int | None,
             j = values.index(c) - 1 - (c - 1) * k
             candidates.append((
                 lambda i: min(c, max(0, -(-(i - j) // k))),
-                lambda: sp.Min(c, sp.Max(0, _ceil_expr(n, j, k))), False))
+                lambda: _min_max(c, _ceil_expr(n, j, k)), False))
     else:
         base = far - k * tail
         for j in range(base - k, base + k + 1):
@@ -731,7 +748,7 @@ def _slice_length(n: Dim, start: int | None, stop: int | None,
     for fn, expr, floored in candidates:
         if matches(fn):
             return dims.norm(expr()), floored
-    return dims.norm(_generic_len(start, stop, step).subs(_M, n)), False
+    return dims.norm(_generic_len(start, stop, step).subs(_axis_size(), n)), False
 
 
 def _slice_part(v: Any) -> int | None:

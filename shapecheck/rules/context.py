@@ -5,8 +5,6 @@ from __future__ import annotations
 import linecache
 from typing import Any, Callable, Iterable
 
-import networkx as nx
-
 from shapecheck import dims
 from shapecheck.graph import LayerCall
 from shapecheck.infer import ModelShapes
@@ -98,7 +96,7 @@ class ModelContext:
     def ancestors(self, call: LayerCall) -> set[int]:
         got = self._ancestors.get(call.id)
         if got is None:
-            got = self._ancestors[call.id] = nx.ancestors(self.graph.graph, call.id)
+            got = self._ancestors[call.id] = self.graph.graph.ancestors(call.id)
         return got
 
     def is_output(self, call: LayerCall) -> bool:
@@ -161,7 +159,7 @@ def failure_shapes(failure: Any, ctx: ModelContext | None,
         shapes = ctx.in_shapes(call)
         if all(s is not None for s in shapes) and shapes:
             return shapes
-    batch = dims.symbol("batch")
+    batch = dims.named("batch")
     return [tuple(batch if (i == 0 and d is None) else d for i, d in enumerate(s))
             for s in failure.input_shapes]
 

@@ -125,7 +125,7 @@ _BROADCAST_OPS = {"Add", "Subtract", "Multiply", "Divide", "DivideNoNan", "TrueD
 
 def _is_batch(d: Any) -> bool:
     return d is not None and not isinstance(d, int) and dims.free_names(d) == {"batch"} \
-        and d == dims.symbol("batch")
+        and d == dims.named("batch")
 
 
 def _is_merge(call: Any) -> bool:

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
-import networkx as nx
-import sympy as sp
-
 from shapecheck import dims
 from shapecheck.dims import Dim
 from shapecheck.graph import LayerCall
@@ -395,7 +392,7 @@ def refused_window(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
         inner = from_keras_text(failure.message)
         if inner is not None:
             window, raw, kernel = inner
-            x = (dims.symbol("batch"),) + raw[1:]
+            x = (dims.named("batch"),) + raw[1:]
             windows = window_axes(window, x, kernel)
             layer = _inner_layer(op, window, kernel)
             name = (f"{type(layer).__name__} `{layer.name}` inside {name}" if layer is not None
@@ -480,6 +477,8 @@ def exact_fn(expr: Any) -> Callable[[dict[str, int]], Fraction]:
     if expr.is_Pow and expr.exp.is_Integer:
         base, exp = parts[0], int(expr.exp)
         return lambda env: base(env) ** exp
+    import sympy as sp
+
     rounding = {sp.floor: math.floor, sp.ceiling: math.ceil}.get(expr.func)
     if rounding is not None:
         inner = parts[0]
@@ -648,6 +647,8 @@ def _reshape_hint(total: Dim, target: tuple[int, ...]) -> str:
 
 def _content(expr: Dim) -> int | None:
     """The largest integer dividing ``expr`` for every size of its dims (polynomials)."""
+    import sympy as sp
+
     try:
         poly = sp.Poly(sp.expand(expr), *sorted(expr.free_symbols, key=lambda s: s.name))
     except (sp.PolynomialError, sp.GeneratorsNeeded, AttributeError):
@@ -809,6 +810,8 @@ def frozen_repeat(ctx: ModelContext) -> Iterator[Any]:
 
 def _reduced(lhs: Any, rhs: int) -> str | None:
     """``H*W == 1024`` for ``16*H*W == 16384`` (None when no whole size fits)."""
+    import sympy as sp
+
     coeff, rest = sp.sympify(lhs).as_coeff_Mul()
     coeff = int(coeff) if coeff.is_Integer and coeff > 0 else 1
     if rhs % coeff:
