@@ -32,10 +32,24 @@ Shape = tuple  # tuple[Dim, ...]
 _IDENT = re.compile(r"[^0-9A-Za-z_]+")
 
 
+_CHECKED: list[bool] = []
+
+
 def _sympy() -> Any:
-    """The sympy module, imported on first use."""
+    """The sympy module, imported on first use.
+
+    The first time, check that a Named dim hashed before sympy was imported hashes
+    as its symbol does (the same in sympy 1.12 to 1.14): a sympy that hashes symbols
+    otherwise would make equal dims miss each other in dicts, so it is refused loudly.
+    """
     import sympy
 
+    if not _CHECKED:
+        _CHECKED.append(True)
+        probe = sympy.Symbol("batch", integer=True, positive=True)
+        if hash(probe) != hash(("Symbol", "batch") + _SYMBOL_ASSUMPTIONS):
+            raise RuntimeError(f"sympy {sympy.__version__} hashes symbols in a way this "
+                               "shapecheck does not know; please report it")
     return sympy
 
 

@@ -1,4 +1,4 @@
-"""A Keras functional model as a graph of layer calls.
+"""A Keras functional model as a networkx graph of layer calls.
 
 One graph node per layer (or ``keras.ops``) *call*; an edge from the call
 that produced a tensor to each call that consumes it.  The walk is iterative,
@@ -11,67 +11,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-
-class CallGraph:
-    """A small directed graph: nodes with attributes, edges with attributes.
-
-    What the checks need of a graph (successors, ancestors, descendants), in the
-    order nodes and edges were added; call ids as nodes.
-    """
-
-    def __init__(self) -> None:
-        self.nodes: dict[Any, dict] = {}  # node -> its attributes
-        self.edges: dict[tuple[Any, Any], dict] = {}  # (u, v) -> the edge's attributes
-        self._succ: dict[Any, dict[Any, None]] = {}
-        self._pred: dict[Any, dict[Any, None]] = {}
-
-    def add_node(self, n: Any, **attrs: Any) -> None:
-        self.nodes.setdefault(n, {}).update(attrs)
-        self._succ.setdefault(n, {})
-        self._pred.setdefault(n, {})
-
-    def add_edge(self, u: Any, v: Any, **attrs: Any) -> None:
-        for n in (u, v):
-            if n not in self.nodes:
-                self.add_node(n)
-        self.edges.setdefault((u, v), {}).update(attrs)
-        self._succ[u][v] = None
-        self._pred[v][u] = None
-
-    def has_edge(self, u: Any, v: Any) -> bool:
-        return (u, v) in self.edges
-
-    def number_of_nodes(self) -> int:
-        return len(self.nodes)
-
-    def successors(self, n: Any) -> Iterator[Any]:
-        return iter(self._succ[n])
-
-    def predecessors(self, n: Any) -> Iterator[Any]:
-        return iter(self._pred[n])
-
-    def in_degree(self, n: Any) -> int:
-        return len(self._pred[n])
-
-    def ancestors(self, n: Any) -> set[Any]:
-        """Every node with a path to ``n`` (not ``n`` itself)."""
-        return self._reach(n, self._pred)
-
-    def descendants(self, n: Any) -> set[Any]:
-        """Every node ``n`` has a path to (not ``n`` itself)."""
-        return self._reach(n, self._succ)
-
-    @staticmethod
-    def _reach(n: Any, step: dict[Any, dict[Any, None]]) -> set[Any]:
-        seen: set[Any] = set()
-        stack = list(step[n])
-        while stack:
-            m = stack.pop()
-            if m not in seen:
-                seen.add(m)
-                stack.extend(step[m])
-        seen.discard(n)
-        return seen
+import networkx as nx
 
 
 @dataclass
@@ -103,7 +43,7 @@ class ModelGraph:
     """The calls of one model, in a topological order, and their wiring."""
 
     model: Any
-    graph: CallGraph
+    graph: nx.DiGraph
     calls: list[LayerCall]
     inputs: list[int]  # tensor keys of the model's inputs
     outputs: list[int]  # tensor keys of the model's outputs
@@ -186,7 +126,7 @@ def build_graph(model: Any) -> ModelGraph:
             producer[k] = (call.id, 0)
 
     by_id = {c.id: c for c in calls.values()}
-    g = CallGraph()
+    g = nx.DiGraph()
     for c in by_id.values():
         g.add_node(c.id, call=c)
     for c in by_id.values():
@@ -222,7 +162,7 @@ def _make_call(op: Any, knode: Any) -> LayerCall:
     )
 
 
-def _topological(g: CallGraph, by_id: dict[int, LayerCall]) -> list[LayerCall]:
+def _topological(g: nx.DiGraph, by_id: dict[int, LayerCall]) -> list[LayerCall]:
     """Kahn's algorithm, taking ready calls in the order they were made."""
     indeg = {n: g.in_degree(n) for n in g.nodes}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import linecache
 from typing import Any, Callable, Iterable
 
+import networkx as nx
+
 from shapecheck import dims
 from shapecheck.graph import LayerCall
 from shapecheck.infer import ModelShapes
@@ -96,7 +98,7 @@ class ModelContext:
     def ancestors(self, call: LayerCall) -> set[int]:
         got = self._ancestors.get(call.id)
         if got is None:
-            got = self._ancestors[call.id] = self.graph.graph.ancestors(call.id)
+            got = self._ancestors[call.id] = nx.ancestors(self.graph.graph, call.id)
         return got
 
     def is_output(self, call: LayerCall) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator
 
+import networkx as nx
+
 from shapecheck import dims
 from shapecheck.dims import Dim
 from shapecheck.graph import LayerCall
