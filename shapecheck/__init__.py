@@ -77,9 +77,33 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
 
         options = RunOptions(device=device, sizes=dict(dims or {}),
                              timeout=run_timeout or DEFAULT_RUN_TIMEOUT)
-    models, found = analyze([(model, None, None)], bindings=dims, data_calls=data_calls,
-                            compiled=compiled, run=options)
+    # the functional and Sequential models nested in it are checked as models of their own,
+    # as the command checks every model a script builds
+    models, found = analyze([(m, None, None) for m in [model, *_nested_models(model)]],
+                            bindings=dims, data_calls=data_calls, compiled=compiled,
+                            run=options)
     report = Report([FileReport(path=None, models=models, diagnostics=found).finish()])
     if select or ignore:
         report.filter(list(select or ()) or None, list(ignore or ()) or None)
     return report
+
+
+def _nested_models(model: Any) -> list[Any]:
+    """The functional and Sequential models used as layers inside ``model``, at any depth."""
+    from keras import Model
+
+    from shapecheck.analyze import model_kind
+
+    out: list[Any] = []
+    seen = {id(model)}
+    queue = list(getattr(model, "layers", []))
+    while queue:
+        layer = queue.pop(0)
+        if not isinstance(layer, Model) or id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if model_kind(layer) in ("functional", "sequential"):
+            out.append(layer)
+        queue.extend(getattr(layer, "layers", []))
+    return out
+

@@ -194,3 +194,19 @@ def test_repeat_vector_warns_when_fed_targets_have_other_steps():
                          loss="mse", batch_size=2)
     codes = {c for c, _ in loud(report)}
     assert "SC203" in codes and len(codes) >= 2, loud(report)
+
+
+# --- check_model: models nested in the model checked are checked too ----------------------------
+
+
+def test_a_dropped_state_inside_a_nested_model_is_found():
+    """The fuzzer's seed 8626: an LSTM given 1 of its 2 states inside a sub-model."""
+    inner_in = keras.Input((1, 4))
+    state = layers.Dense(3)(layers.GlobalAveragePooling1D()(inner_in))
+    inner = keras.Model(inner_in, layers.LSTM(3, name="lstm")(inner_in, initial_state=[state]),
+                        name="inner")
+    outer_in = keras.Input((1, 4))
+    outer = keras.Model(outer_in, layers.Dense(2)(inner(outer_in)), name="outer")
+    report = check_model(outer)
+    assert ("SC401", "error") in loud(report)
+    assert [m.name for m in report.models] == ["outer", "inner"]
