@@ -224,18 +224,18 @@ def test_html_escapes_what_the_report_says(captioning: Report) -> None:
 
 
 def test_html_opens_nested_models_in_place() -> None:
+    # check_model gives the nested models entries of their own, as a script's report has
     report = shapecheck.check_model(nested_model())
-    block = report.files[0].models[0]
-    # the nested model's own entry, as a script's report has it
-    inner = shapecheck.check_model(nested_model().get_layer("block")).files[0].models[0]
-    inner.name = "block"
-    report.files[0].models.append(inner)
+    assert [m.name for m in report.files[0].models] == ["outer", "block", "head"]
     page = html.render(report)
     data = page_data(page)
     outer_scene = data["scenes"][data["tabs"][0]["scene"]]
-    assert sorted(outer_scene["nested"]) == ["2", "3"]  # both calls of the block
-    assert page.count('class="inner"') == 2
-    assert block.layers[4].model == "head"  # head: not in the report, drawn closed
+    assert sorted(outer_scene["nested"]) == ["2", "3", "4"]  # both calls of the block, head
+    assert page.count('class="inner"') == 3
+    # a nested model the report has no entry for is drawn closed
+    report.files[0].models.pop()
+    data = page_data(html.render(report))
+    assert sorted(data["scenes"][data["tabs"][0]["scene"]]["nested"]) == ["2", "3"]
 
 
 def test_html_of_failed_and_empty_reports() -> None:
