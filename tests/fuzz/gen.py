@@ -438,13 +438,26 @@ def einsum_dense(b: Builder, x: Tensor) -> Tensor:
                   [x], [y], {"eq": eq, "out": out_shape, "extra": kw(bias_axes=bias)})[0]
 
 
-def _conv_common(b: Builder, x: Tensor, n: int, kind: str) -> Tensor:
+def _conv_start(b: Builder, x: Tensor, n: int) -> tuple[str, int, list[int], int, list[int]]:
+    """A convolution's layout, input channels and kernel (drawn in this order)."""
     fmt, cax, sax = _spatial_layout(b, x, n)
     cin = x.fixed_at(cax)
     if cin is None:
         raise Reject("channels unknown")
+    return fmt, cax, sax, cin, [b.ch.int(1, 4) for _ in range(n)]
+
+
+def _with_channels(x: Tensor, shape: list, cax: int, cout: int) -> tuple[list, list]:
+    """``shape`` and ``x``'s variable axes with ``cout`` fixed channels at ``cax``."""
+    shape[cax] = fixed(cout)
+    var = list(x.var)
+    var[cax] = False
+    return shape, var
+
+
+def _conv_common(b: Builder, x: Tensor, n: int, kind: str) -> Tensor:
+    fmt, cax, sax, cin, kernel = _conv_start(b, x, n)
     ch = b.ch
-    kernel = [ch.int(1, 4) for _ in range(n)]
     strided = ch.bool(0.4)
     strides = [ch.int(1, 3) if strided else 1 for _ in range(n)]
     dil = [1] * n
@@ -475,9 +488,7 @@ def _conv_common(b: Builder, x: Tensor, n: int, kind: str) -> Tensor:
         shape[axis] = amap(lambda v: conv_len(v, k, s, d, padding), x.shape[axis])
         if not positive(shape[axis]):
             raise Reject("window does not fit")
-    shape[cax] = fixed(cout)
-    var = list(x.var)
-    var[cax] = False
+    shape, var = _with_channels(x, shape, cax, cout)
     if math.prod(kernel) * cin * max(cout, 1) > MAX_WEIGHTS:
         raise Reject("too many weights")
     y = b.out(shape, var, like=x, kind=kind.lower())
@@ -503,12 +514,8 @@ for _n in (1, 2):
 
 
 def _conv_transpose(b: Builder, x: Tensor, n: int) -> Tensor:
-    fmt, cax, sax = _spatial_layout(b, x, n)
-    cin = x.fixed_at(cax)
-    if cin is None:
-        raise Reject("channels unknown")
+    fmt, cax, sax, _, kernel = _conv_start(b, x, n)
     ch = b.ch
-    kernel = [ch.int(1, 4) for _ in range(n)]
     strides = [ch.int(1, 3) for _ in range(n)]
     padding = ch.choice(["valid", "same"])
     out_pad = None
@@ -525,9 +532,7 @@ def _conv_transpose(b: Builder, x: Tensor, n: int) -> Tensor:
         shape[axis] = amap(lambda v: deconv_len(v, k, s, padding, p), x.shape[axis])
         if not positive(shape[axis]):
             raise Reject("empty")
-    shape[cax] = fixed(cout)
-    var = list(x.var)
-    var[cax] = False
+    shape, var = _with_channels(x, shape, cax, cout)
     y = b.out(shape, var, like=x, kind="convT")
     name = f"Conv{n}DTranspose"
     args = {"strides": strides[0] if n == 1 else tuple(strides),
@@ -2148,6 +2153,14 @@ def _bug_missing_flatten(b: Builder) -> tuple | None:
             [], {})
 
 
+def _sequence_for_rnn(b: Builder) -> tuple[Tensor, int]:
+    """A sequence to put an RNN on (a new input where there is none) and its units."""
+    ch = b.ch
+    cands = [t for t in b.float_tensors() if seq_ok(t)]
+    x = ch.choice(cands) if cands else b.add_input([("T", 8, 30), ch.choice([2, 4, 8])])
+    return x, ch.choice([2, 3, 4, 8])
+
+
 def _bug_dropped_state(b: Builder) -> tuple | None:
     ch = b.ch
     sites = [n for n in b.nodes if n.kind == "LSTM" and "initial_state" in n.meta]
@@ -2157,12 +2170,7 @@ def _bug_dropped_state(b: Builder) -> tuple | None:
         keep = ch.choice(states)
         node.params["states"] = keep
         return (f"{node.outs[0]}: an LSTM given 1 of its 2 states", [], {})
-    cands = [t for t in b.float_tensors() if seq_ok(t)]
-    if not cands:
-        x = b.add_input([("T", 8, 30), ch.choice([2, 4, 8])])
-    else:
-        x = ch.choice(cands)
-    units = ch.choice([2, 3, 4, 8])
+    x, units = _sequence_for_rnn(b)
     if ch.bool(0.3):  # a Bidirectional(LSTM) given the two states of one direction
         outs = _rnn_outputs(b, x, "LSTM", units, False, 2)
         b.emit("LSTM", f"layers.LSTM({units}, return_state=True)({{x0}})", [x], outs)
@@ -2184,12 +2192,7 @@ def _bug_dropped_state(b: Builder) -> tuple | None:
 
 def _bug_sequences_mix(b: Builder) -> tuple | None:
     ch = b.ch
-    cands = [t for t in b.float_tensors() if seq_ok(t)]
-    if not cands:
-        x = b.add_input([("T", 8, 30), ch.choice([2, 4, 8])])
-    else:
-        x = ch.choice(cands)
-    units = ch.choice([2, 3, 4, 8])
+    x, units = _sequence_for_rnn(b)
     cls_a, cls_b = ch.choice(["LSTM", "GRU", "SimpleRNN"]), ch.choice(["LSTM", "GRU"])
     seq = _rnn_outputs(b, x, cls_a, units, True, 0)[0]
     b.emit(cls_a, f"layers.{cls_a}({units}, return_sequences=True)({{x0}})", [x], [seq])
