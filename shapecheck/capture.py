@@ -5,7 +5,7 @@
 - every model built (functional, Sequential, subclassed) is remembered with the
   line that built it;
 - ``fit``/``evaluate``/``predict``/``*_on_batch`` become dry runs: recorded,
-  nothing trained, a harmless value returned.
+  nothing trained, a value shaped as Keras's returned (:mod:`shapecheck.dryrun`).
 
 Only the child process that runs the user's script installs these patches.
 """
@@ -53,6 +53,7 @@ class Capture:
     compiled: dict[int, dict] = field(default_factory=dict)
     failures: list[Any] = field(default_factory=list)  # shapecheck.standin.Failure
     recent: Any = field(default_factory=lambda: collections.deque(maxlen=256))  # CallSite
+    made_up: DataCall | None = None  # the first dry-run call whose value was made up
 
 
 @dataclass
@@ -273,7 +274,10 @@ _DRY_METHODS = ("fit", "evaluate", "predict", "train_on_batch", "test_on_batch",
 
 def _patch_training(Model: type) -> None:
     """Turn training and inference entry points into recorded dry runs."""
-    compile_original = Model.compile
+    # Patched where Keras defines it, so that `load_model` still sees a model whose
+    # `compile` is not custom and compiles it from its saved config.
+    owner = next(c for c in Model.__mro__ if "compile" in c.__dict__)
+    compile_original = owner.compile
 
     def compile(self: Any, *args: Any, **kwargs: Any) -> Any:
         path, line = user_site(2)
@@ -281,13 +285,13 @@ def _patch_training(Model: type) -> None:
                                       "line": line}
         return compile_original(self, *args, **kwargs)
 
-    Model.compile = compile
+    owner.compile = compile
 
     for method in _DRY_METHODS:
-        setattr(Model, method, _dry(method))
+        setattr(Model, method, _dry(method, getattr(Model, method)))
 
 
-def _dry(method: str) -> Any:
+def _dry(method: str, original: Any) -> Any:
     def dry_run(self: Any, *args: Any, **kwargs: Any) -> Any:
         path, line = user_site(2)
         call = DataCall(self, method, path, line, args, kwargs)
@@ -299,9 +303,14 @@ def _dry(method: str) -> Any:
         except Exception:  # sampling never stops the script; its problems are findings
             call.feeds = []
         _build_from_data(self, call.feeds)
-        return _neutral_result(self, method, args, kwargs)
+        if CAPTURE.made_up is None:
+            CAPTURE.made_up = call
+        from shapecheck.dryrun import bind, result
+
+        return result(self, method, bind(original, self, args, kwargs), call.feeds)
 
     dry_run.__name__ = method
+    dry_run.__doc__ = getattr(original, "__doc__", None)
     return dry_run
 
 
@@ -329,38 +338,3 @@ def _build_from_data(model: Any, feeds: list[Any]) -> None:
             continue
         if getattr(model, "_functional", None) is not None:
             return
-
-
-def _neutral_result(model: Any, method: str, args: tuple, kwargs: dict) -> Any:
-    import numpy as np
-    from keras.callbacks import History
-
-    if method == "fit":
-        history = History()
-        history.set_model(model)
-        history.history = {}
-        history.epoch = []
-        return history
-    if method in ("evaluate", "train_on_batch", "test_on_batch"):
-        return 0.0
-    # predict / predict_on_batch: zeros shaped like the model's outputs.
-    x = args[0] if args else kwargs.get("x")
-    n = _num_samples(x)
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        return np.zeros((n, 1), dtype="float32")
-    arrays = [np.zeros((n,) + tuple(1 if d is None else d for d in o.shape[1:]),
-                       dtype="float32") for o in outputs]
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
-def _num_samples(x: Any) -> int:
-    if isinstance(x, dict):
-        x = next(iter(x.values()), None)
-    if isinstance(x, (list, tuple)) and x:
-        x = x[0]
-    shape = getattr(x, "shape", None)
-    if shape and shape[0] is not None:
-        return int(shape[0])
-    return 1
