@@ -64,9 +64,9 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
                         (data,) if targets is None else (data, targets), kwargs)
         call.feeds = sample(call)
         data_calls.append(call)
-        from shapecheck.capture import _build_from_data
+        from shapecheck.capture import build_from_data
 
-        _build_from_data(model, call.feeds)  # an unbuilt Sequential, as fit would
+        build_from_data(model, call.feeds)  # an unbuilt Sequential, as fit would
     if loss is not None:
         compiled[id(model)] = {"args": (), "kwargs": {"loss": loss}}
     elif getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:

@@ -302,7 +302,7 @@ def _dry(method: str, original: Any) -> Any:
             call.feeds = sample(call, timeout=SAMPLE_TIMEOUT)
         except Exception:  # sampling never stops the script; its problems are findings
             call.feeds = []
-        _build_from_data(self, call.feeds)
+        build_from_data(self, call.feeds)
         if CAPTURE.made_up is None:
             CAPTURE.made_up = call
         from shapecheck.dryrun import bind, result
@@ -317,12 +317,9 @@ def _dry(method: str, original: Any) -> Any:
 SAMPLE_TIMEOUT = 10.0  # seconds to wait for one batch of a generator or dataset
 
 
-def _build_from_data(model: Any, feeds: list[Any]) -> None:
-    """Build a Sequential model that has no input shape, as `fit` would on its data.
-
-    Non-batch axes stay unknown where the layers allow it, so their sizes stay
-    named dims; otherwise the first batch's sizes are used.
-    """
+def build_from_data(model: Any, feeds: list[Any]) -> None:
+    """Build a Sequential model that has no input shape as `fit` does: from the first
+    batch, every axis but the batch at the data's size."""
     from keras import Sequential
 
     if not isinstance(model, Sequential) or getattr(model, "_functional", None) is not None:
@@ -331,10 +328,7 @@ def _build_from_data(model: Any, feeds: list[Any]) -> None:
     shape = getattr(first, "shape", None)
     if shape is None:
         return
-    for trial in ((None,) * len(shape), (None,) + tuple(shape[1:])):
-        try:
-            model.build(trial)
-        except Exception:  # layers that need the sizes: try the data's own
-            continue
-        if getattr(model, "_functional", None) is not None:
-            return
+    try:
+        model.build((None,) + tuple(shape[1:]))
+    except Exception:  # what Keras refuses was recorded as a finding
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -41,7 +42,8 @@ def test_results_have_the_structure_keras_gives(scratch: Path) -> None:
     assert real.returncode == 0, real.stderr[-3000:]
     expected = structures(real.stdout)
     assert len(expected) == 21
-    report = shapecheck.check_script(str(scratch / "returns.py"))
+    with contextlib.chdir(scratch):
+        report = shapecheck.check_script("returns.py")
     [f] = report.files
     assert f.error is None, f.error
     got = structures(f.output)
@@ -51,7 +53,8 @@ def test_results_have_the_structure_keras_gives(scratch: Path) -> None:
 
 
 def test_callbacks_see_a_run_and_the_checkpoint_reloads(scratch: Path) -> None:
-    report = shapecheck.check_script(str(scratch / "callbacks.py"))
+    with contextlib.chdir(scratch):
+        report = shapecheck.check_script("callbacks.py")
     [f] = report.files
     assert f.error is None, f.error
     out = f.output
