@@ -403,7 +403,12 @@ def _values(rng: np.random.Generator, shape: tuple, dtype: str, op: Any) -> np.n
 
 
 def result(model: Any, method: str, params: dict[str, Any], feeds: list[Any]) -> Any:
-    """What the dry-run ``method`` returns to the script."""
+    """What the dry-run ``method`` returns to the script; Keras's own error where
+    Keras raises before any step (training or evaluating a model never compiled)."""
+    if not method.startswith("predict") and not getattr(model, "compiled", True):
+        check = getattr(model, "_assert_compile_called", None)
+        if check is not None:
+            check(method)
     if method == "fit":
         return fit(model, params, feeds)
     if method == "evaluate":
