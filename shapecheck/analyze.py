@@ -41,14 +41,16 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
     kind = model_kind(model)
     entry = ModelEntry(name=model.name, kind=kind, path=show(path), line=line)
     if kind == "unbuilt":
-        entry.notes.append(NoteEntry(model.name, "unbuilt",
-                                     "Sequential model without an input shape: add "
-                                     "`keras.Input(shape=...)` as its first layer to check it"))
+        entry.checked = False
+        entry.reason = ("Sequential model without an input shape: add "
+                        "`keras.Input(shape=...)` as its first layer to check it")
+        entry.notes.append(NoteEntry(model.name, "unbuilt", entry.reason))
         return entry
     if kind == "subclassed":
-        entry.notes.append(NoteEntry(model.name, "subclassed",
-                                     "subclassed model: its `call` is not a graph that "
-                                     "can be checked statically"))
+        entry.checked = False
+        entry.reason = ("subclassed model: its `call` is not a graph that can be checked "
+                        "statically")
+        entry.notes.append(NoteEntry(model.name, "subclassed", entry.reason))
         return entry
     shapes = shapes or infer_model(model)
     by_id = {c.id: c for c in shapes.graph.calls}
@@ -135,10 +137,10 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             entry.run = executed
             entries.append(entry)
         except Exception as err:  # our own bug: say so, never crash
-            entry = ModelEntry(getattr(model, "name", "?"), kind, show(path), line)
-            entry.notes.append(NoteEntry(entry.name, "internal-error",
-                                         f"shapecheck could not analyse this model: "
-                                         f"{type(err).__name__}: {err}"))
+            entry = ModelEntry(getattr(model, "name", "?"), kind, show(path), line,
+                               checked=False, reason=f"shapecheck could not analyse this "
+                               f"model: {type(err).__name__}: {err}")
+            entry.notes.append(NoteEntry(entry.name, "internal-error", entry.reason))
             entries.append(entry)
     for f in failures:  # refused calls outside every model
         if id(f) not in roots:

@@ -81,8 +81,11 @@ def run(result_path: str, script: str, argv: list[str]) -> int:
     except BaseException as err:  # the user's own exception, whatever it is
         skip = capture._SKIP_PREFIXES + (os.path.abspath(__file__),
                                         os.path.dirname(runpy.__file__) + os.sep)
-        report.error = ScriptError("script-error", user_traceback(err, skip))
         stopped = _error_info(err, skip, cap)
+        report.error = ScriptError(
+            "script-error", user_traceback(err, skip),
+            exception="".join(traceback.format_exception_only(type(err), err)).strip(),
+            path=display_path(stopped.path), line=stopped.line, source=stopped.source)
 
     from shapecheck.analyze import analyze
 

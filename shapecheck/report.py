@@ -3,10 +3,30 @@
 Schema ``shapecheck/1`` (documented in the README)::
 
     {"schema": "shapecheck/1",
-     "files": [{"path", "status": "clean"|"findings"|"failed", "error",
-                "models": [{"name", "kind", "path", "line", "layers": [...],
-                            "dims": {...}, "constraints": [...], "notes": [...]}],
+     "summary": {"status", "worst", "files", "models", "unchecked_models", "no_model",
+                 "failed", "errors", "warnings", "infos"},
+     "files": [{"path", "status", "worst", "error",
+                "models": [{"name", "kind", "path", "line", "checked", "reason",
+                            "layers": [...], "dims": {...}, "constraints": [...],
+                            "notes": [...]}],
                 "diagnostics": [...]}]}
+
+Statuses, of a file and of the whole run (the run's is its files' worst, in this
+order):
+
+- ``failed``: the file could not be checked (missing, a syntax error, the script
+  raised or exited with no error finding, a timeout, a saved model that cannot be
+  loaded); ``error`` says why.  The only status that means "not checked".
+- ``findings``: at least one finding, of any severity; ``worst`` is the most
+  severe (``error``, ``warning`` or ``info``).  A run with only warnings or infos
+  is ``findings``, never ``clean``.  A script that stopped on an exception after
+  error findings is ``findings`` with its ``error`` set.
+- ``unchecked``: no finding, but not everything was checked: a model whose graph
+  could not be read (``checked: false`` with a ``reason``), or no model built.
+- ``clean``: no finding at all, at least one model, and every model checked.
+
+``worst`` is ``null`` when there is no finding.  Severities and statuses never mix:
+``error`` is a severity of findings, ``failed`` a status of files.
 """
 
 from __future__ import annotations
@@ -78,9 +98,12 @@ class ModelEntry:
     # --run: {"device", "skipped", "notes", "executions": [{"data", "dims", "stages",
     #         "seconds", "error": {...} | None}]}; None when not executed
     run: dict | None = None
+    checked: bool = True  # False: its graph could not be read (``reason`` says why)
+    reason: str | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line,
+                "checked": self.checked, "reason": self.reason,
                 "layers": [layer.to_dict() for layer in self.layers],
                 "dims": dict(self.dims), "minimums": dict(self.minimums),
                 "data": list(self.data), "run": self.run,
@@ -94,7 +117,8 @@ class ModelEntry:
                    dict(d.get("dims", {})),
                    [ConstraintEntry(**c) for c in d.get("constraints", [])],
                    [NoteEntry(**n) for n in d.get("notes", [])],
-                   dict(d.get("minimums", {})), list(d.get("data", [])), d.get("run"))
+                   dict(d.get("minimums", {})), list(d.get("data", [])), d.get("run"),
+                   bool(d.get("checked", True)), d.get("reason"))
 
 
 @dataclass
@@ -139,31 +163,74 @@ class ScriptError:
     # | "crash" | "device"; a saved model: "safe-mode" | "custom-object" | "bad-file"
     # | "load-error"
     kind: str
-    message: str
+    message: str  # the whole story (a script-error: the traceback of the user's frames)
+    exception: str | None = None  # "ValueError: no such column" (a script-error)
+    path: str | None = None  # the user's line where it was raised
+    line: int | None = None
+    source: str | None = None  # the text of that line
+
+    @property
+    def headline(self) -> str:
+        """One line: the exception (or the message's first line), then its place."""
+        lines = [part.strip() for part in self.message.splitlines() if part.strip()]
+        first = [part.strip() for part in (self.exception or "").splitlines() if part.strip()]
+        text = (first or lines or [self.kind])[0]
+        if self.path and self.line:
+            text += f" (at {self.path}:{self.line}" + (
+                f": `{self.source.strip()}`)" if self.source and self.source.strip() else ")")
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScriptError":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+STATUSES = ("clean", "unchecked", "findings", "failed")  # from best to worst
+SEVERITIES = ("error", "warning", "info")  # from worst to mildest
+
+
+def worst_severity(diagnostics: list["Diagnostic"]) -> str | None:
+    """The most severe of the findings' severities, or None without findings."""
+    found = {d.severity for d in diagnostics}
+    return next((s for s in SEVERITIES if s in found), None)
 
 
 @dataclass
 class FileReport:
     path: str | None
-    status: str = "clean"  # "clean" | "findings" | "failed"
+    status: str = "clean"  # "clean" | "unchecked" | "findings" | "failed" (module doc)
     error: ScriptError | None = None
     models: list[ModelEntry] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     output: str = ""  # what the script printed (not part of the JSON schema)
+    worst: str | None = None  # the most severe finding's severity, None without findings
 
     def finish(self) -> "FileReport":
-        """Set ``status`` from the error and the diagnostics."""
-        errors = any(d.severity == "error" for d in self.diagnostics)
-        if self.error is not None and not errors:
+        """Set ``status`` and ``worst`` from the error, the findings and the models."""
+        self.worst = worst_severity(self.diagnostics)
+        if self.error is not None and self.worst != "error":
             self.status = "failed"
-        elif errors:  # a script stopped after error findings still has findings
+        elif self.worst is not None:  # a script stopped after error findings: findings
             self.status = "findings"
+        elif self.no_model or self.unchecked_models:
+            self.status = "unchecked"
         else:
             self.status = "clean"
         return self
 
+    @property
+    def unchecked_models(self) -> list[ModelEntry]:
+        """The models whose graph could not be read."""
+        return [m for m in self.models if not m.checked]
+
+    @property
+    def no_model(self) -> bool:
+        """The file ran (or loaded) without an error but built no model to check."""
+        return self.error is None and not self.models
+
     def to_dict(self) -> dict:
-        return {"path": self.path, "status": self.status,
+        return {"path": self.path, "status": self.status, "worst": self.worst,
                 "error": asdict(self.error) if self.error else None,
                 "models": [m.to_dict() for m in self.models],
                 "diagnostics": [d.to_dict() for d in self.diagnostics]}
@@ -171,10 +238,50 @@ class FileReport:
     @classmethod
     def from_dict(cls, d: dict) -> "FileReport":
         err = d.get("error")
-        return cls(d.get("path"), d.get("status", "clean"),
-                   ScriptError(**err) if err else None,
-                   [ModelEntry.from_dict(m) for m in d.get("models", [])],
-                   [Diagnostic.from_dict(x) for x in d.get("diagnostics", [])])
+        f = cls(d.get("path"), d.get("status", "clean"),
+                ScriptError.from_dict(err) if err else None,
+                [ModelEntry.from_dict(m) for m in d.get("models", [])],
+                [Diagnostic.from_dict(x) for x in d.get("diagnostics", [])])
+        f.worst = d.get("worst", worst_severity(f.diagnostics))
+        return f
+
+
+@dataclass
+class Summary:
+    """What a run found, counted: the ``summary`` of the JSON document and the last line
+    of the console."""
+
+    status: str  # the worst file status (``STATUSES``); "clean" for no file
+    worst: str | None  # the most severe finding's severity
+    files: int
+    models: int
+    unchecked_models: int  # models whose graph could not be read
+    no_model: int  # files that built no model
+    failed: int  # files that could not be checked
+    errors: int
+    warnings: int
+    infos: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        """``findings: 2 files, 3 models; 1 error, 2 warnings, 1 model not checked``."""
+
+        def n(count: int, word: str, plural: str | None = None) -> str:
+            return f"{count} {word if count == 1 else plural or word + 's'}"
+
+        head = f"{n(self.files, 'file')}, {n(self.models, 'model')}"
+        found = [n(c, w) for c, w in ((self.errors, "error"), (self.warnings, "warning"),
+                                      (self.infos, "info")) if c]
+        told = found or ["no findings"]
+        if self.unchecked_models:
+            told.append(f"{n(self.unchecked_models, 'model')} not checked")
+        if self.no_model:
+            told.append(f"{n(self.no_model, 'script')} built no model")
+        if self.failed:
+            told.append(f"{n(self.failed, 'file')} could not be checked")
+        return f"{self.status}: {head}; {', '.join(told)}"
 
 
 @dataclass
@@ -182,7 +289,21 @@ class Report:
     files: list[FileReport] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"schema": SCHEMA, "files": [f.to_dict() for f in self.files]}
+        return {"schema": SCHEMA, "summary": self.summary().to_dict(),
+                "files": [f.to_dict() for f in self.files]}
+
+    def summary(self) -> Summary:
+        """The run's status and counts."""
+        diags = self.diagnostics
+        status = max((f.status for f in self.files), key=STATUSES.index, default="clean")
+        return Summary(status=status, worst=worst_severity(diags), files=len(self.files),
+                       models=len(self.models),
+                       unchecked_models=sum(len(f.unchecked_models) for f in self.files),
+                       no_model=sum(f.no_model for f in self.files),
+                       failed=sum(f.status == "failed" for f in self.files),
+                       errors=sum(d.severity == "error" for d in diags),
+                       warnings=sum(d.severity == "warning" for d in diags),
+                       infos=sum(d.severity == "info" for d in diags))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Report":
@@ -242,10 +363,13 @@ class Report:
         """0: nothing at error level; 1: error findings; 2: a file could not be checked."""
         return self.exit_code_for("error")
 
-    def exit_code_for(self, fail_on: str = "error") -> int:
-        """2 if a file could not be checked; else 1 if a finding is at ``fail_on``
+    def exit_code_for(self, fail_on: str = "error", strict: bool = False) -> int:
+        """2 if a file could not be checked (with ``strict``, also if a model could not
+        be checked or a file built no model); else 1 if a finding is at ``fail_on``
         ("error" or "warning") or above; else 0 ("never": only 0 or 2)."""
         if any(f.status == "failed" for f in self.files):
+            return 2
+        if strict and any(f.unchecked_models or f.no_model for f in self.files):
             return 2
         levels = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on]
         if any(d.severity in levels for d in self.diagnostics):
