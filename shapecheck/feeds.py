@@ -34,13 +34,24 @@ Problem kinds (Keras 3 fails on each, except where marked):
   whose rank, or an axis the first two batches agreed on, changes;
 - ``empty``: a generator or (TensorFlow backend) a ``PyDataset`` with no item;
 - ``exhausted`` (Keras runs no step): arrays or a dataset with no rows;
+- ``raised``: the data's own code raised on an item Keras reads (a generator's
+  ``next``, ``PyDataset.__len__``/``__getitem__``, a ``tf.data`` map function): the
+  exception, where it was raised (the user's line, or the dataset's functions);
+- ``dtype``: a NumPy array (or DataFrame) of strings, bytes or Python objects, which
+  Keras 3 refuses ('Invalid dtype: str32');
 - ``timeout`` (unknown to Keras): no item within ``timeout`` seconds;
-- ``sampling-error``: the data's own code raised, or shapecheck could not read it.
+- ``sampling-error`` (unknown to Keras): shapecheck could not read the data, or the
+  source raised on an item beyond the steps Keras reads.
+
+An infinite source is normal (a few items are read), and so is a short last batch.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import sysconfig
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -368,6 +379,8 @@ def _describe(feed: Feed, value: Any, where: str, label: str = "", lists: bool =
             feed.add("ragged", f"{prefix}`{place}` is an object array of rows of different "
                      "lengths: Keras 3 needs rectangular arrays, every row the same length",
                      prefix)
+        elif info is not None and info.dtype in ("str", "object"):
+            _refused_dtype(feed, v, place, prefix)
         if info is None:
             what = _type_name(v)
             if type(v).__name__ == "KerasTensor":
@@ -378,6 +391,24 @@ def _describe(feed: Feed, value: Any, where: str, label: str = "", lists: bool =
         return info
 
     return _map(leaf, value, where)
+
+
+def _refused_dtype(feed: Feed, value: Any, place: str, prefix: str) -> None:
+    """A NumPy array or DataFrame of strings, bytes or objects: Keras 3 converts every
+    array to a tensor of a Keras dtype and raises ValueError on these (a ``tf.Tensor`` of
+    strings is read as it is, for a model whose input has ``dtype="string"``)."""
+    if _is_pandas(value):
+        dtype, what = value.to_numpy().dtype, "DataFrame"
+    elif isinstance(value, np.ndarray):
+        dtype, what = value.dtype, "NumPy array"
+    else:
+        return
+    words = {"U": "strings", "S": "bytes", "O": "Python objects"}.get(dtype.kind)
+    if words is None:
+        return
+    feed.add("dtype", f"{prefix}`{place}` is a {what} of {words} (dtype {dtype.str}): Keras 3 "
+             f"converts data to tensors of numbers and raises ValueError ('Invalid dtype: "
+             f"{dtype.name}')", prefix)
 
 
 def _python_list(feed: Feed, value: Any, place: str, prefix: str) -> ArrayInfo | None:
@@ -537,7 +568,10 @@ def _main(feeds: list[Feed], args: dict[str, Any], max_batches: int, timeout: fl
         return
     _misuse(feed, args, y, sw)
     steps = args.get("steps_per_epoch") if feed.method == "fit" else args.get("steps")
-    _iterable(feed, x, max_batches, timeout, steps)
+    epochs = 1
+    if feed.method == "fit":
+        epochs = (args.get("epochs") or 1) - (args.get("initial_epoch") or 0)
+    _iterable(feed, x, max_batches, timeout, steps, epochs)
 
 
 def _misuse(feed: Feed, args: dict[str, Any], y: Any, sw: Any) -> None:
@@ -771,10 +805,13 @@ def _pull(fn: Callable[[], Any], timeout: float) -> tuple[str, Any]:
 
 
 def _take(feed: Feed, name: str, what: str, fn: Callable[[], Any], timeout: float,
-          ends: bool = True) -> tuple[str, Any]:
+          ends: bool = True, reached: bool = True,
+          functions: list[tuple[str, str, int]] = ()) -> tuple[str, Any]:
     """``fn()`` from the source ``name`` within ``timeout``: ``("ok", value)``, ``("stop",
     None)`` when the source ended (only if it ``ends`` by StopIteration), or ``("failed",
-    None)`` with the timeout or the error recorded (``what``: what was waited for)."""
+    None)`` with the timeout or the error recorded (``what``: what was waited for;
+    ``reached``: whether Keras reads it too; ``functions``: the source's own functions,
+    ``(name, path, line)``, to point at when the error has no line of the user's)."""
     status, value = _pull(fn, timeout)
     if status == "stop" and not ends:
         status, value = "error", StopIteration()
@@ -782,9 +819,92 @@ def _take(feed: Feed, name: str, what: str, fn: Callable[[], Any], timeout: floa
         feed.add("timeout", f"{name} gave nothing within {timeout:g} s (waiting for {what}): "
                  "shapecheck stopped reading it")
     elif status == "error":
-        feed.add("sampling-error", f"{name} raised {type(value).__name__}: {value} (while "
-                 f"giving {what})")
+        said = f"{name} raised {_exception_text(value)}"
+        where = _raised_at(value)
+        if where is not None:
+            said += f" at {_place(*where)}"
+            source = _source(*where)
+            if source:
+                said += f" (`{source}`)"
+        elif functions:
+            said += " in its pipeline, which runs " + ", ".join(
+                f"`{fn}` ({_place(path, line)})" for fn, path, line in functions[:3])
+        if reached:
+            feed.add("raised", f"{said}, while giving {what}: `{feed.method}` reads it and "
+                     "raises there too")
+        else:
+            feed.add("sampling-error", f"{said}, while giving {what}, beyond the steps "
+                     f"`{feed.method}` reads")
     return ("failed", None) if status in ("timeout", "error") else (status, value)
+
+
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+
+
+def _exception_text(err: BaseException) -> str:
+    """``ValueError: corrupt record``: the first lines of the message, TensorFlow's node
+    names left out."""
+    text = _TF_NOISE.sub("", str(err)).split("[[{{node", 1)[0].strip()
+    lines = [part.strip() for part in text.splitlines() if part.strip()]
+    message = " ".join(lines[:3])
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Folders whose code is not the user's: the standard library, installed packages,
+    shapecheck itself."""
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.add(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(os.path.join(os.path.abspath(d), "") for d in dirs if d)
+
+
+def _user_code(filename: str) -> bool:
+    return (not filename.startswith("<") and "__autograph_generated_file" not in filename
+            and not os.path.abspath(filename).startswith(_library_dirs()))
+
+
+def _raised_at(err: BaseException) -> tuple[str, int] | None:
+    """The innermost line of the user's code in ``err``'s traceback."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _user_code(f.filename)]
+    if not frames or frames[-1].lineno is None:
+        return None
+    return os.path.abspath(frames[-1].filename), frames[-1].lineno
+
+
+def _place(path: str, line: int) -> str:
+    from shapecheck.analyze import display_path
+
+    return f"{display_path(path)}:{line}"
+
+
+def _source(path: str, line: int) -> str:
+    import linecache
+
+    return linecache.getline(path, line).strip()
+
+
+def _pipeline_functions(ds: Any) -> list[tuple[str, str, int]]:
+    """The user's functions a tf.data pipeline runs (``map``, ``filter``, ...), from the
+    source outwards: ``(name, path, first line)``."""
+    import inspect
+
+    out: list[tuple[str, str, int]] = []
+    seen: set[int] = set()
+    while ds is not None and id(ds) not in seen:
+        seen.add(id(ds))
+        for attr in ("_map_func", "_predicate", "_reduce_func", "_key_func"):
+            fn = getattr(getattr(ds, attr, None), "_func", None)
+            code = getattr(inspect.unwrap(fn), "__code__", None) if fn is not None else None
+            if code is not None and _user_code(code.co_filename):
+                out.append((getattr(fn, "__name__", "?"), os.path.abspath(code.co_filename),
+                            code.co_firstlineno))
+        ds = getattr(ds, "_input_dataset", None)
+    return out[::-1]
 
 
 def _source_name(x: Any, kind: str) -> str:
@@ -814,12 +934,21 @@ def _unreadable(feed: Feed, x: Any) -> bool:
     return False
 
 
-def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any) -> None:
-    """Items of a generator, PyDataset, tf.data.Dataset or other iterable."""
+def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any,
+              epochs: Any = 1) -> None:
+    """Items of a generator, PyDataset, tf.data.Dataset or other iterable (``steps``,
+    ``epochs``: how many items Keras reads)."""
     if feed.kind == "pydataset":
         _pydataset(feed, x, max_batches, timeout, steps)
         return
     spec = _tf_facts(feed, x, steps) if feed.kind == "tf.data" else ""
+    functions: list[tuple[str, str, int]] = []
+    if feed.kind == "tf.data":
+        try:
+            functions = _pipeline_functions(x)
+        except Exception:  # a dataset of another make: no functions to point at
+            functions = []
+    reach = _reach(feed.kind, steps, epochs)
     if _unreadable(feed, x):
         return
     if steps and feed.steps is None:
@@ -835,7 +964,8 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any) 
     raws: list[Any] = []
     for i in range(max_batches):
         label = _item_label(feed.kind, i, x)
-        status, item = _take(feed, name, label, pull, timeout)
+        status, item = _take(feed, name, label, pull, timeout,
+                             reached=reach is None or i < reach, functions=functions)
         if status == "stop":
             _ended(feed, name, i, steps)
         if status != "ok":
@@ -843,6 +973,20 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any) 
         shown = label + (f" (element_spec {spec})" if spec and i == 0 else "")
         raws.append(_item(feed, i, shown, item, label))
     _check_spec(feed, raws, first_two=True)
+
+
+def _reach(kind: str, steps: Any, epochs: Any) -> int | None:
+    """How many items Keras reads from an iterable (None: until it ends): ``steps`` per
+    epoch, from one generator for all epochs, from the start of a dataset each epoch."""
+    if not steps:
+        return None
+    try:
+        per_epoch, n_epochs = int(steps), max(1, int(epochs or 1))
+    except (TypeError, ValueError):
+        return None
+    if kind in ("generator", "other"):  # Keras peeks at the first two for the spec
+        return max(2, per_epoch * n_epochs)
+    return per_epoch
 
 
 def _item_label(kind: str, i: int, x: Any) -> str:
@@ -929,7 +1073,8 @@ def _pydataset(feed: Feed, ds: Any, max_batches: int, timeout: float, steps: Any
     raws: list[Any] = []
     for i, k in enumerate(picks):
         label = f"PyDataset[{k}]"
-        status, item = _take(feed, name, label, lambda k=k: ds[k], timeout, ends=False)
+        status, item = _take(feed, name, label, lambda k=k: ds[k], timeout, ends=False,
+                             reached=not steps or k < max(2, int(steps)))
         if status != "ok":
             break
         last = " (the last)" if n is not None and k == n - 1 and n > 1 else ""

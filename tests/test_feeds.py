@@ -400,8 +400,57 @@ def test_pydataset_empty_and_broken(model) -> None:
     [empty] = sample(call(model, "fit", Rows([])))
     assert [p.kind for p in empty.problems] == ["empty"] and empty.steps == 0
     [broken] = sample(call(model, "fit", Rows([(2, 3)], length=4)))  # len() lies
-    assert [p.kind for p in broken.problems] == ["sampling-error"]
+    assert [p.kind for p in broken.problems] == ["raised"]  # fit reads [1] and raises
     assert "IndexError" in broken.problems[0].message and broken.batches
+    assert "test_feeds.py:" in broken.problems[0].message  # the line in __getitem__
+    [late] = sample(call(model, "fit", Rows([(2, 3), (2, 3)], length=4), steps_per_epoch=2))
+    assert [p.kind for p in late.problems] == ["sampling-error"]  # [3]: never read
+
+
+def test_a_source_raising_on_an_item_fit_reads_is_a_fault(model) -> None:
+    def third_fails():
+        yield np.zeros((8, 4)), np.zeros((8, 2))
+        yield np.zeros((8, 4)), np.zeros((8, 2))
+        raise KeyError("row 17")
+
+    [feed] = sample(call(model, "fit", third_fails()))  # fit reads until it ends
+    [problem] = feed.problems
+    assert problem.kind == "raised", problem
+    assert "KeyError: 'row 17' at " in problem.message and "test_feeds.py:" in problem.message
+    assert "raise KeyError" in problem.message and "generator item 3" in problem.message
+    assert len(feed.batches) == 2  # the items before it are still checked
+    [once] = sample(call(model, "fit", third_fails(), steps_per_epoch=1))  # Keras reads 2
+    assert [p.kind for p in once.problems] == ["sampling-error"]
+    [again] = sample(call(model, "fit", third_fails(), steps_per_epoch=1, epochs=3))
+    assert [p.kind for p in again.problems] == ["raised"]
+
+
+def test_a_failing_dataset_map_names_its_function(model) -> None:
+    def strict(x, y):
+        tf.debugging.assert_positive(x, message="a feature that is not positive")
+        return x, y
+
+    rows = tf.data.Dataset.from_tensor_slices((np.zeros((8, 4), "float32"),
+                                               np.zeros((8, 2), "float32")))
+    [feed] = sample(call(model, "fit", rows.map(strict).batch(4)))
+    [problem] = feed.problems
+    assert problem.kind == "raised", problem
+    assert "InvalidArgumentError" in problem.message
+    assert "a feature that is not positive" in problem.message
+    assert "runs `strict` (" in problem.message and "test_feeds.py:" in problem.message
+    assert "function_node" not in problem.message  # TensorFlow's node names left out
+
+
+def test_strings_in_numpy_arrays_are_refused_as_keras_refuses_them(model) -> None:
+    [feed] = sample(call(model, "fit", np.zeros((8, 4)).astype(str), np.zeros((8, 2))))
+    [problem] = feed.problems
+    assert problem.kind == "dtype" and "`x`" in problem.message
+    assert "Invalid dtype: str" in problem.message
+    [objects] = sample(call(model, "fit", np.zeros((8, 4)), np.zeros((8, 2), dtype=object)))
+    assert [p.kind for p in objects.problems] == ["dtype"]
+    assert "`y`" in objects.problems[0].message
+    [tensor] = sample(call(model, "predict", tf.constant([["a"] * 4] * 8)))
+    assert not tensor.problems  # a tensor of strings is for a dtype="string" input
 
 
 def test_pydataset_items_keras_refuses_or_takes(model) -> None:
@@ -543,7 +592,7 @@ class Hostile:
 
 def test_sample_never_raises(model) -> None:
     [odd] = sample(call(model, "fit", Hostile()))
-    assert [p.kind for p in odd.problems] == ["wrong-structure", "sampling-error"]
+    assert [p.kind for p in odd.problems] == ["wrong-structure", "raised"]
     assert "no iterating me" in odd.problems[1].message
     [none] = sample(call(model, "fit"))
     assert [p.kind for p in none.problems] == ["not-data"]
@@ -575,6 +624,11 @@ def _items(*items):
     yield from items
 
 
+def _raising():
+    yield X, Y
+    raise OSError("the second shard is unreadable")
+
+
 def _seq(n: int, t: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n, t, 4), "float32"), np.zeros((n, 2), "float32")
 
@@ -595,6 +649,8 @@ CASES = {
                        lambda: ((_items(_seq(8, 7), _seq(8, 7), _seq(8, 11)),), {})),
     "empty": ([(4,)], "fit", lambda: ((_items(),), {})),
     "exhausted": ([(4,)], "fit", lambda: ((X[:0], Y[:0]), {})),
+    "raised": ([(4,)], "fit", lambda: ((_raising(),), {"steps_per_epoch": 3})),
+    "dtype": ([(4,)], "fit", lambda: ((X.astype(str), Y), {})),
 }
 
 

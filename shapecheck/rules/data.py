@@ -186,6 +186,66 @@ ID_RANGE = define("SC607", "id-range", "error",
     ```
     """)
 
+SOURCE_RAISED = define("SC608", "data-source-raised", "error",
+                       "the data's own code raises on a batch `fit` reads", """
+    ## What it does
+    Reads the first batches of each generator, `keras.utils.PyDataset` and
+    `tf.data.Dataset` the script feeds, as `fit`, `evaluate` and `predict`
+    would, and reports the exception the data's own code raises on one of
+    them: a generator's body, `PyDataset.__len__` or `__getitem__`, a
+    function given to `Dataset.map`. The message names the exception and the
+    line that raised it (for `tf.data`, the pipeline's functions). A source
+    that raises only after the steps Keras reads is not reported as an error,
+    and an infinite generator is normal.
+
+    ## Why is this bad
+    `fit` raises the same exception at that batch: after the model is built
+    and compiled, often after the first epochs have run.
+
+    ## Example
+    ```python
+    def batches():
+        for path in files:
+            yield np.load(path), labels[path]   # a file that is missing
+    model.fit(batches())
+    ```
+
+    ## Use instead
+    ```python
+    files = [p for p in files if os.path.exists(p)]
+    def batches():
+        for path in files:
+            yield np.load(path), labels[path]
+    model.fit(batches())
+    ```
+    """, outcome="none")
+
+DATA_DTYPE = define("SC609", "data-dtype", "error",
+                    "the data holds strings or Python objects, which Keras 3 cannot read", """
+    ## What it does
+    Finds NumPy arrays and DataFrames of strings, bytes or Python objects
+    (dtype `<U`, `S`, `object`) among the inputs, targets and sample weights a
+    script feeds, as arrays, generator items or `PyDataset` items.
+
+    ## Why is this bad
+    Keras 3 converts every array to a tensor of a Keras dtype and raises
+    `ValueError: Invalid dtype: str32` (or `bytes8`, `object`), even for a
+    model whose input is `dtype="string"`; digits read from a CSV as text
+    fail the same way.
+
+    ## Example
+    ```python
+    x = np.array([["3.1"], ["2.7"]])          # numbers read as text
+    model.fit(x, y)
+    ```
+
+    ## Use instead
+    ```python
+    model.fit(x.astype("float32"), y)
+    # text for a string input: tf.constant(texts), or a StringLookup in tf.data
+    ```
+    """, outcome="none")
+
 
 # --- SC601 ---------------------------------------------------------------------------------
 
@@ -360,7 +420,9 @@ def data_too_short(ctx: ModelContext, b: Binding) -> Iterator[Any]:
 # Severity of each feeds.Problem kind (default: error, as Keras 3 fails on it).
 _QUIET = {"exhausted": "warning",  # Keras runs no step on empty arrays or datasets
           "timeout": "warning",  # a slow source is not a failing one
-          "sampling-error": "info"}
+          "sampling-error": "info"}  # shapecheck's own limits, or past what Keras reads
+# The rule of each feeds.Problem kind that is not about the data's structure (SC606).
+_RULES = {"raised": SOURCE_RAISED, "dtype": DATA_DTYPE}
 
 
 @feed_check
@@ -369,8 +431,8 @@ def feed_structure(ctx: ModelContext, feed: Any) -> Iterator[Any]:
 
     holder = Binding(feed, type("Sampled", (), {"label": "while sampling"})())
     for p in feed.problems:
-        yield data_finding(DATA_STRUCTURE, ctx, holder, p.message, layer=None,
-                           severity=_QUIET.get(p.kind),
+        yield data_finding(_RULES.get(p.kind, DATA_STRUCTURE), ctx, holder, p.message,
+                           layer=None, severity=_QUIET.get(p.kind),
                            hint=_STRUCTURE_HINTS.get(p.kind))
 
 
@@ -397,8 +459,13 @@ _STRUCTURE_HINTS = {
     "exhausted": "check that the data has rows (a filter or split that leaves none?)",
     "timeout": "make sure the generator yields promptly (shapecheck waited for its first "
                "batches), or check it with `--timeout` raised",
-    "sampling-error": "where the data's own code raised, `fit` will raise too: run it "
-                      "alone (`next(gen)`, `dataset[0]`) to see the error",
+    "sampling-error": "shapecheck could not read this data (or it raised past the steps "
+                      "Keras reads): run it alone (`next(gen)`, `dataset[0]`) to see why",
+    "raised": "fix the data source where it raised; run it alone to see the error "
+              "(`next(gen)`, `dataset[0]`, `next(iter(ds))`)",
+    "dtype": "convert the values to numbers before `fit` (`x.astype(\"float32\")`, or a "
+             "`StringLookup`/`TextVectorization` for text); text for a `dtype=\"string\"` "
+             "input goes in as a tensor (`tf.constant(texts)`) or through `tf.data`",
 }
 
 
