@@ -21,9 +21,10 @@ def parser() -> argparse.ArgumentParser:
                     "A folder is searched for scripts. Settings may also come from "
                     "[tool.shapecheck] in pyproject.toml; the command line wins.",
         epilog="Exit status: 0 no finding at the --fail-on level; 1 findings at that "
-               "level; 2 a script could not be checked (missing, failed, timed out) or "
-               "a usage error. Arguments after `--` are passed to every script as its "
-               "sys.argv[1:].")
+               "level; 2 a script could not be checked (missing, failed, timed out), with "
+               "--strict also a model that could not be checked or a script that built no "
+               "model, or a usage error. Arguments after `--` are passed to every script "
+               "as its sys.argv[1:].")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="Python scripts or folders (default: paths in [tool.shapecheck])")
     add_arguments(p)
@@ -32,7 +33,21 @@ def parser() -> argparse.ArgumentParser:
                         "pyproject.toml")
     p.add_argument("--isolated", action="store_true",
                    help="ignore every pyproject.toml")
+    p.add_argument("--version", action="version", version=f"shapecheck {version()}")
     return p
+
+
+def version() -> str:
+    """The installed distribution's version (package metadata), else the module's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("keras-shapecheck")
+    except PackageNotFoundError:
+        import shapecheck
+
+        return shapecheck.__version__
 
 
 def catalog_main(argv: list[str]) -> int:
@@ -138,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     render(report, s)
     if not write_pictures(report, s):
         return 2
-    return report.exit_code_for(s.fail_on)
+    return report.exit_code_for(s.fail_on, s.strict)
 
 
 def run() -> None:

@@ -128,6 +128,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail_on", "--fail-on", "lowest severity that makes the exit status 1 "
            "(default error; never: always 0 unless a script could not be checked)",
            _choice(FAIL_ON), "error", choices=FAIL_ON, group="output"),
+    Option("strict", "--strict", "exit 2 when a model could not be checked (a subclassed "
+           "model, a Sequential model without an input shape) or a script built no model",
+           _flag, False, is_flag=True, group="output"),
     Option("no_tables", "--no-tables", "rich output: findings only, without each model's "
            "shape table", _flag, False, is_flag=True, group="output"),
     Option("html", "--html", "also write one self-contained HTML page: each model's layer "
@@ -166,6 +169,7 @@ class Settings:
     paths: list[str] = field(default_factory=list)
     format: str = "rich"
     fail_on: str = "error"
+    strict: bool = False
     no_tables: bool = False
     html: str | None = None
     svg: str | None = None

@@ -33,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _settings(config: pytest.Config) -> Settings:
     """``[tool.shapecheck]`` (from the rootdir's pyproject.toml) under the pytest options."""
     given = {}
-    for name in ("select", "ignore", "fail_on", "timeout", "run", "dims", "device",
+    for name in ("select", "ignore", "fail_on", "strict", "timeout", "run", "dims", "device",
                  "run_timeout"):
         value = config.getoption(f"shapecheck_{name}", default=None)
         if value is not None:
@@ -59,7 +59,7 @@ def _finish(report: Any, s: Settings, what: str) -> Any:
     report.filter(s.select, s.ignore)
     report.suppress(s.per_file_ignores,
                     os.path.dirname(s.config_file) if s.config_file else None)
-    code = report.exit_code_for(s.fail_on)
+    code = report.exit_code_for(s.fail_on, s.strict)
     if code == 2:
         pytest.fail(f"shapecheck could not check {what}:\n{rendered(report)}", pytrace=False)
     if code == 1:
@@ -128,7 +128,7 @@ class ScriptItem(pytest.Item):
         report.filter(s.select, s.ignore)
         report.suppress(s.per_file_ignores,
                         os.path.dirname(s.config_file) if s.config_file else None)
-        if report.exit_code_for(s.fail_on) != 0:
+        if report.exit_code_for(s.fail_on, s.strict) != 0:
             raise ShapecheckError(rendered(report))
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
@@ -137,7 +137,16 @@ class ScriptItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"shapecheck {self.name}"
+        """The headline of the item's report: ``shapecheck models/train.py``."""
+        return self.path, None, f"shapecheck {self.script_name}"
+
+    @property
+    def script_name(self) -> str:
+        """The script's path relative to the rootdir (as given when outside it)."""
+        try:
+            return self.path.relative_to(self.config.rootpath).as_posix()
+        except ValueError:
+            return str(self.path)
 
 
 class ScriptFile(pytest.File):

@@ -58,6 +58,8 @@ def render_model(console: Console, model: ModelEntry) -> None:
         console.print(f"  [bold]constraint[/]: {escape(_dim(c.lhs))} == {escape(_dim(c.rhs))} "
                       f"{verdict} — {escape(c.reason)} (`{escape(c.layer)}`)")
     for n in model.notes:
+        if not model.checked and n.message == model.reason:
+            continue  # said once, under the file (render_unchecked)
         console.print(f"  [yellow]note[/] `{escape(n.layer)}`: {escape(n.message)}")
     if model.run is not None:
         render_run(console, model.run)
@@ -128,22 +130,46 @@ def render_consequence(console: Console, d: Diagnostic) -> None:
                   f"[dim](follows from {escape(d.follows or '')})[/]")
 
 
+def render_error(console: Console, f: FileReport) -> None:
+    """Why the file could not be checked, or where the script stopped after findings:
+    the exception and the user's line first, then the whole message."""
+    assert f.error is not None
+    err = f.error
+    name = escape(f.path or "<model>")
+    if f.status == "failed":
+        console.print(f"[bold red]✗ {name}: could not be checked ({escape(err.kind)})[/]")
+    else:
+        console.print(f"[bold yellow]{name}: the script stopped after the findings below "
+                      f"({escape(err.kind)})[/]")
+    if err.exception:
+        console.print(f"  [bold]{escape(err.exception.splitlines()[0])}[/]")
+    if err.path and err.line:
+        console.print(f"  [blue]-->[/] {escape(err.path)}:{err.line}")
+        if err.source and err.source.strip():
+            console.print(f"  [blue]{err.line} |[/] {escape(err.source)}", soft_wrap=True)
+    console.print(escape(err.message))
+
+
+def render_unchecked(console: Console, f: FileReport) -> None:
+    """One line per model that could not be checked; one for a script with no model."""
+    for m in f.unchecked_models:
+        where = _site(m.path, m.line)
+        console.print(f"[yellow]○ model `{escape(m.name)}` ({escape(m.kind)})"
+                      + (f" at {escape(where)}" if where else "")
+                      + f" not checked[/]: {escape(m.reason or 'its graph could not be read')}")
+    if f.no_model:
+        console.print(f"[yellow]○ {escape(f.path or '<model>')}: the script built no Keras "
+                      "model[/] — nothing was checked.")
+
+
 def render_file(console: Console, f: FileReport, *, tables: bool = True) -> None:
     if f.error is not None:
-        if f.status == "failed":
-            console.print(f"[bold red]✗ {escape(f.path or '<model>')}: could not be checked "
-                          f"({escape(f.error.kind)})[/]")
-        else:
-            console.print(f"[bold yellow]{escape(f.path or '<model>')}: the script stopped "
-                          "after the findings below[/]")
-        console.print(escape(f.error.message))
+        render_error(console, f)
     if tables:
         for model in f.models:
             console.print()
             render_model(console, model)
-    if f.error is None and not f.models and not f.diagnostics:
-        console.print(f"[yellow]{escape(f.path or '<model>')}: the script built no Keras "
-                      "model[/] — nothing to check.")
+    render_unchecked(console, f)
     roots = [d for d in f.diagnostics if not d.follows]
     later = [d for d in f.diagnostics if d.follows]
     for d in roots:
@@ -156,18 +182,21 @@ def render_file(console: Console, f: FileReport, *, tables: bool = True) -> None
             render_consequence(console, d)
 
 
+# the summary's colour: by the run's status, and for findings by the worst severity
+_STATUS_STYLES = {"failed": "red", "unchecked": "yellow", "clean": "green"}
+
+
+def summary_style(status: str, worst: str | None) -> str:
+    if status == "findings":
+        return _COLOURS.get(worst or "info", "blue")
+    return _STATUS_STYLES.get(status, "yellow")
+
+
 def render(report: Report, console: Console | None = None, *, tables: bool = True) -> None:
     console = console or Console(highlight=False)
     for f in report.files:
         render_file(console, f, tables=tables)
-    n_models = sum(len(f.models) for f in report.files)
-    diags = report.diagnostics
-    counts = {s: sum(d.severity == s for d in diags) for s in ("error", "warning", "info")}
-    n_failed = sum(f.status == "failed" for f in report.files)
+    summary = report.summary()
     console.print()
-    found = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
-    summary = (f"{len(report.files)} file(s), {n_models} model(s): "
-               + (found or "no findings")
-               + (f", {n_failed} could not be checked" if n_failed else ""))
-    style = "red" if n_failed or counts["error"] else ("yellow" if counts["warning"] else "green")
-    console.print(f"[bold {style}]{summary}[/]")
+    console.print(f"[bold {summary_style(summary.status, summary.worst)}]"
+                  f"{escape(summary.line())}[/]")

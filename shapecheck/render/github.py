@@ -4,7 +4,14 @@
 
 ``::warning`` for warnings and ``::notice`` for infos.  Values are escaped as
 the Actions toolkit (``@actions/core``) escapes them, so a message may span
-lines.  A file that could not be checked is an ``::error`` on the file.
+lines.  Every status but ``clean`` is told as well:
+
+- a file that could not be checked (``failed``): an ``::error`` at the line that
+  raised (else on the file), the exception first, then the traceback;
+- a script that raised after its error findings: a ``::notice`` at that line;
+- a model that could not be checked, a script that built no model: a ``::notice``.
+
+The summary line ends the output (a plain log line, not a command).
 """
 
 from __future__ import annotations
@@ -50,17 +57,43 @@ def annotation(d: Diagnostic) -> str:
 
 
 def failure(f: FileReport) -> str:
+    """``::error`` for a file that could not be checked, ``::notice`` where a script
+    stopped after its findings: at the line that raised when known."""
     assert f.error is not None
-    return command("error", {"file": f.path,
-                             "title": f"shapecheck could not check this script "
-                                      f"({f.error.kind})"},
-                   f.error.message.rstrip())
+    err = f.error
+    props: dict[str, object] = {"file": err.path or f.path}
+    if err.path and err.line:
+        props["line"] = err.line
+    if f.status == "failed":
+        name, title = "error", f"shapecheck could not check this script ({err.kind})"
+    else:
+        name, title = "notice", f"the script stopped here after its findings ({err.kind})"
+    props["title"] = title
+    message = err.headline
+    if err.message.strip() and err.message.strip() != message:
+        message += "\n" + err.message.rstrip()
+    return command(name, props, message)
+
+
+def unchecked(f: FileReport) -> list[str]:
+    """A ``::notice`` per model not checked, and for a script that built no model."""
+    out = [command("notice", {"file": m.path, "line": m.line,
+                              "title": f"model `{m.name}` not checked"},
+                   f"model `{m.name}` ({m.kind}) was not checked: "
+                   f"{m.reason or 'its graph could not be read'}")
+           for m in f.unchecked_models]
+    if f.no_model:
+        out.append(command("notice", {"file": f.path, "title": "no model"},
+                           "the script built no Keras model: nothing was checked"))
+    return out
 
 
 def render(report: Report) -> str:
     out: list[str] = []
     for f in report.files:
-        if f.status == "failed" and f.error is not None:
+        if f.error is not None:
             out.append(failure(f))
+        out.extend(unchecked(f))
         out.extend(annotation(d) for d in ordered(f))
+    out.append(f"shapecheck: {report.summary().line()}")
     return "\n".join(out)

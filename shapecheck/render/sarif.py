@@ -3,9 +3,18 @@
 One run; ``tool.driver.rules`` is the whole rule catalog, each rule with its
 Markdown doc as help.  Each finding is a result at its file, line and columns
 (SARIF columns are 1-based like ours; SARIF's end column is exclusive, ours
-inclusive).  Files that could not be checked are error notifications of the
-invocation, which then did not succeed.  Findings with no file (``check_model``)
-have no location.
+inclusive).  Findings with no file (``check_model``) have no location.
+
+The other statuses:
+
+- a file that could not be checked (``failed``) is an error notification of the
+  invocation, which then did not succeed, at the line that raised, with the
+  exception first; a script that raised after its findings is a note there;
+- a model that could not be checked, and a script that built no model, are
+  note-level *results* of two rules of their own (``not-checked``, ``no-model``,
+  listed after the catalog): GitHub code scanning shows results as alerts (a
+  note as severity "Note") but does not show a third-party tool's
+  notifications, so a notification would leave them unseen there.
 """
 
 from __future__ import annotations
@@ -27,6 +36,21 @@ INFORMATION_URI = "https://pypi.org/project/keras-shapecheck/"
 SRCROOT = "%SRCROOT%"
 LEVELS = {"error": "error", "warning": "warning", "info": "note"}
 FINGERPRINT = "shapecheck/v1"
+# What is not a finding of a rule but is told as a note-level result (see above).
+STATUS_RULES = (
+    {"id": "not-checked", "name": "model-not-checked",
+     "shortDescription": {"text": "a model whose graph could not be read was not checked"},
+     "fullDescription": {"text": "shapecheck checks functional and Sequential models; a "
+                                 "subclassed model's `call` (or a Sequential model without "
+                                 "an input shape) is not a graph it can read, so none of "
+                                 "the rules ran on it."},
+     "defaultConfiguration": {"level": "note"}, "properties": {"tags": ["status"]}},
+    {"id": "no-model", "name": "no-model",
+     "shortDescription": {"text": "the script built no Keras model: nothing was checked"},
+     "fullDescription": {"text": "The script ran to its end without building a Keras model, "
+                                 "so there was nothing to check."},
+     "defaultConfiguration": {"level": "note"}, "properties": {"tags": ["status"]}},
+)
 
 
 def artifact_location(path: str) -> dict:
@@ -99,13 +123,57 @@ def result(d: Diagnostic, rule_index: dict[str, int]) -> dict:
 
 
 def notification(f: FileReport) -> dict:
+    """An error notification for a file that could not be checked (a note where the
+    script stopped after its findings): the exception first, at the line that raised."""
     assert f.error is not None
-    n: dict = {"level": "error",
-               "message": {"text": f.error.message.rstrip() or f.error.kind},
-               "properties": {"kind": f.error.kind}}
-    if f.path:
-        n["locations"] = [{"physicalLocation": {"artifactLocation": artifact_location(f.path)}}]
+    err = f.error
+    text = err.headline
+    if err.message.strip() and err.message.strip() != text:
+        text += "\n" + err.message.rstrip()
+    n: dict = {"level": "error" if f.status == "failed" else "note",
+               "message": {"text": text or err.kind},
+               "properties": {"kind": err.kind, "status": f.status,
+                              "exception": err.exception}}
+    path = err.path or f.path
+    if path:
+        physical: dict = {"artifactLocation": artifact_location(path)}
+        if err.path and err.line:
+            physical["region"] = {"startLine": err.line}
+            if err.source is not None:
+                physical["region"]["snippet"] = {"text": err.source}
+        n["locations"] = [{"physicalLocation": physical}]
     return n
+
+
+def _status_result(rule_id: str, index: int, text: str, path: str | None,
+                   line: int | None, props: dict) -> dict:
+    out: dict = {"ruleId": rule_id, "ruleIndex": index, "level": "note",
+                 "message": {"text": text}}
+    if path:
+        physical: dict = {"artifactLocation": artifact_location(path)}
+        if line:
+            physical["region"] = {"startLine": line}
+        out["locations"] = [{"physicalLocation": physical}]
+    key = "\0".join([rule_id, path or "", str(props.get("model") or "")])
+    out["partialFingerprints"] = {FINGERPRINT: hashlib.sha256(key.encode()).hexdigest()[:32]}
+    out["properties"] = props
+    return out
+
+
+def status_results(f: FileReport, first_index: int) -> list[dict]:
+    """Note-level results for the models not checked and for a script with no model
+    (``first_index``: where ``STATUS_RULES`` start in the driver's rules)."""
+    out = [_status_result("not-checked", first_index,
+                          f"model `{m.name}` ({m.kind}) was not checked: "
+                          f"{m.reason or 'its graph could not be read'}",
+                          m.path or f.path, m.line,
+                          {"model": m.name, "kind": m.kind, "reason": m.reason})
+           for m in f.unchecked_models]
+    if f.no_model:
+        out.append(_status_result("no-model", first_index + 1,
+                                  "the script built no Keras model: nothing was checked",
+                                  f.path, None, {}))
+    return out
 
 
 def to_sarif(report: Report) -> dict:
@@ -114,20 +182,24 @@ def to_sarif(report: Report) -> dict:
     rules = all_rules()
     rule_index = {rule.code: i for i, rule in enumerate(rules)}
     results = [result(d, rule_index) for f in report.files for d in ordered(f)]
-    failed = [f for f in report.files if f.status == "failed" and f.error is not None]
+    results += [r for f in report.files for r in status_results(f, len(rules))]
+    told = [f for f in report.files if f.error is not None]
+    failed = [f for f in told if f.status == "failed"]
     invocation = {"executionSuccessful": not failed,
-                  "toolExecutionNotifications": [notification(f) for f in failed]}
+                  "toolExecutionNotifications": [notification(f) for f in told]}
     run: dict = {
         "tool": {"driver": {"name": "shapecheck", "version": shapecheck.__version__,
                             "semanticVersion": shapecheck.__version__,
                             "informationUri": INFORMATION_URI,
-                            "rules": [rule_descriptor(rule) for rule in rules]}},
+                            "rules": [rule_descriptor(rule) for rule in rules]
+                            + [dict(r) for r in STATUS_RULES]}},
         "invocations": [invocation],
         "results": results,
         "columnKind": "unicodeCodePoints",
     }
-    paths = [d.path for d in report.diagnostics if d.path] + [f.path for f in failed if f.path]
-    if any(not os.path.isabs(p) for p in paths):
+    paths = [loc["physicalLocation"]["artifactLocation"].get("uriBaseId") for r in
+             results + invocation["toolExecutionNotifications"] for loc in r.get("locations", [])]
+    if SRCROOT in paths:
         run["originalUriBaseIds"] = {SRCROOT: {"uri": Path.cwd().as_uri() + "/"}}
     return {"$schema": SCHEMA_URI, "version": VERSION, "runs": [run]}
 

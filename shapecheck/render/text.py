@@ -3,15 +3,22 @@
     path:line:col: CODE [severity] message
 
 The column is left out when unknown (``path:line: CODE ...``), and a finding
-with no file (``check_model``) reads ``<model>: CODE ...``.  A file that could
-not be checked gets one line, ``path: [failed:<kind>] first line of the error``.
-Files come in the order they were checked; within a file, by line then column.
-No colour, no summary: a clean run prints nothing.
+with no file (``check_model``) reads ``<model>: CODE ...``.  Every status but
+``clean`` is told by a line in brackets too:
+
+    path: [failed:<kind>] ValueError: ... (at path:41: `source`)   could not be checked
+    path: [stopped:<kind>] ValueError: ... (at path:41: `source`)  raised after findings
+    path:line: [not-checked] model `name` (subclassed): why        a model not checked
+    path: [no-model] the script built no Keras model: nothing was checked
+
+Files come in the order they were checked; within a file, its status lines
+first, then the findings by line and column.  No colour, no summary: a clean run
+prints nothing.
 """
 
 from __future__ import annotations
 
-from shapecheck.report import Diagnostic, FileReport, Report
+from shapecheck.report import Diagnostic, FileReport, ModelEntry, Report
 
 
 def ordered(f: FileReport) -> list[Diagnostic]:
@@ -49,15 +56,34 @@ def finding_line(d: Diagnostic) -> str:
 
 
 def failed_line(f: FileReport) -> str:
+    """``path: [failed:<kind>] the exception (at its line)``; ``stopped`` when the
+    script raised after error findings."""
     assert f.error is not None
-    lines = [part.strip() for part in f.error.message.splitlines() if part.strip()]
-    return f"{f.path or '<model>'}: [failed:{f.error.kind}] {lines[0] if lines else ''}".rstrip()
+    tag = "failed" if f.status == "failed" else "stopped"
+    return f"{f.path or '<model>'}: [{tag}:{f.error.kind}] {f.error.headline}".rstrip()
+
+
+def model_place(m: ModelEntry) -> str:
+    if not m.path:
+        return "<model>"
+    return f"{m.path}:{m.line}" if m.line else m.path
+
+
+def status_lines(f: FileReport) -> list[str]:
+    """The lines that tell a file's status when it is not clean (findings aside)."""
+    out = [failed_line(f)] if f.error is not None else []
+    out += [f"{model_place(m)}: [not-checked] model `{m.name}` ({m.kind}): "
+            f"{one_line(m.reason) or 'its graph could not be read'}"
+            for m in f.unchecked_models]
+    if f.no_model:
+        out.append(f"{f.path or '<model>'}: [no-model] the script built no Keras model: "
+                   "nothing was checked")
+    return out
 
 
 def render(report: Report) -> str:
     out: list[str] = []
     for f in report.files:
-        if f.status == "failed" and f.error is not None:
-            out.append(failed_line(f))
+        out.extend(status_lines(f))
         out.extend(finding_line(d) for d in ordered(f))
     return "\n".join(out)
