@@ -180,6 +180,14 @@ class ScriptError:
                 f": `{self.source.strip()}`)" if self.source and self.source.strip() else ")")
         return text
 
+    @property
+    def text(self) -> str:
+        """The headline, then the whole message when the headline is not its first line."""
+        message = self.message.rstrip()
+        if self.exception is None and not (self.path and self.line):
+            return message or self.kind
+        return f"{self.headline}\n{message}" if message else self.headline
+
     @classmethod
     def from_dict(cls, d: dict) -> "ScriptError":
         known = {f for f in cls.__dataclass_fields__}
@@ -226,8 +234,9 @@ class FileReport:
 
     @property
     def no_model(self) -> bool:
-        """The file ran (or loaded) without an error but built no model to check."""
-        return self.error is None and not self.models
+        """The file ran (or loaded) without an error or a finding but built no model:
+        nothing was checked."""
+        return self.error is None and not self.models and not self.diagnostics
 
     def to_dict(self) -> dict:
         return {"path": self.path, "status": self.status, "worst": self.worst,

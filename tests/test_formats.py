@@ -17,7 +17,7 @@ from rfc3986_validator import validate_rfc3986
 
 import shapecheck
 from shapecheck.render import github, sarif, text
-from shapecheck.report import Diagnostic, FileReport, Report, ScriptError
+from shapecheck.report import Diagnostic, FileReport, ModelEntry, Report, ScriptError
 from shapecheck.rules import all_rules, lookup
 from shapecheck.runner import check_file
 
@@ -107,6 +107,127 @@ def synthetic() -> Report:
     ])
 
 
+def clean() -> FileReport:
+    """A file with one model checked and no finding."""
+    return FileReport("ok.py", models=[ModelEntry("net", "functional", "ok.py", 3)]).finish()
+
+
+def statuses() -> Report:
+    """A file of each status that is no finding: a script that raised (with its place), one
+    that raised after an error finding, one with a model not checked, one with no model."""
+    raised = ScriptError("script-error", "Traceback (most recent call last):\n  File "
+                         "\"train.py\", line 41, in <module>\n    df = load(path)\n"
+                         "ValueError: no such column 'label'",
+                         exception="ValueError: no such column 'label'", path="train.py",
+                         line=41, source="df = load(path)")
+    finding = Diagnostic(code="SC303", name="rank-broadcast", severity="error",
+                         message="broadcast", path="stops.py", line=5)
+    stopped = ScriptError("script-error", "Traceback ...\nKeyError: 'x'",
+                          exception="KeyError: 'x'", path="stops.py", line=9, source="d['x']")
+    sub = ModelEntry("resnet", "subclassed", "custom.py", 12, checked=False,
+                     reason="subclassed model: its `call` is not a graph that can be checked "
+                            "statically")
+    return Report([FileReport("train.py", error=raised).finish(),
+                   FileReport("stops.py", error=stopped, diagnostics=[finding]).finish(),
+                   FileReport("custom.py", models=[sub]).finish(),
+                   FileReport("empty.py").finish(), clean()])
+
+
+def test_status_vocabulary_and_summary() -> None:
+    warn = Diagnostic(code="SC405", severity="warning", message="w", path="w.py")
+    info = Diagnostic(code="SC302", severity="info", message="i", path="i.py")
+    net = ModelEntry("net", "functional", "w.py", 1)
+    only_warning = FileReport("w.py", models=[net], diagnostics=[warn]).finish()
+    assert (only_warning.status, only_warning.worst) == ("findings", "warning")  # not clean
+    only_info = FileReport("i.py", models=[net], diagnostics=[info]).finish()
+    assert (only_info.status, only_info.worst) == ("findings", "info")
+    assert (clean().status, clean().worst) == ("clean", None)
+    report = statuses()
+    assert [(f.status, f.worst) for f in report.files] == [
+        ("failed", None), ("findings", "error"), ("unchecked", None), ("unchecked", None),
+        ("clean", None)]
+    summary = report.summary()
+    assert summary.status == "failed" and summary.worst == "error"
+    assert (summary.unchecked_models, summary.no_model, summary.failed) == (1, 1, 1)
+    assert summary.line() == ("failed: 5 files, 2 models; 1 error, 1 model not checked, "
+                              "1 script built no model, 1 file could not be checked")
+    doc = report.to_dict()
+    assert doc["summary"] == summary.to_dict()
+    assert doc["files"][2]["models"][0]["checked"] is False
+    assert doc["files"][0]["error"]["exception"] == "ValueError: no such column 'label'"
+    assert (doc["files"][0]["error"]["path"], doc["files"][0]["error"]["line"]) == (
+        "train.py", 41)
+    again = Report.from_dict(json.loads(json.dumps(doc)))
+    assert again.to_dict() == doc  # the new fields go through JSON and back
+    # exit codes: a model not checked counts only with --strict; a failed file always
+    unchecked = Report(report.files[2:])
+    assert unchecked.exit_code_for("error") == 0 and unchecked.exit_code_for("error", True) == 2
+    assert Report([only_warning]).exit_code_for("warning") == 1
+    assert Report([only_warning]).exit_code_for("error", True) == 0
+    assert report.exit_code_for("never") == 2
+
+
+def test_every_status_is_told_in_text_github_and_sarif(sarif_validator) -> None:
+    report = statuses()
+    assert text.render(report).splitlines() == [
+        "train.py: [failed:script-error] ValueError: no such column 'label' "
+        "(at train.py:41: `df = load(path)`)",
+        "stops.py: [stopped:script-error] KeyError: 'x' (at stops.py:9: `d['x']`)",
+        "stops.py:5: SC303 [error] broadcast",
+        "custom.py:12: [not-checked] model `resnet` (subclassed): subclassed model: its "
+        "`call` is not a graph that can be checked statically",
+        "empty.py: [no-model] the script built no Keras model: nothing was checked",
+    ]
+    lines = github.render(report).splitlines()
+    assert lines[0].startswith("::error file=train.py,line=41,title=shapecheck could not "
+                               "check this script (script-error)::ValueError: no such column "
+                               "'label' (at train.py:41: `df = load(path)`)%0ATraceback")
+    assert lines[1].startswith("::notice file=stops.py,line=9,title=the script stopped here")
+    assert lines[2].startswith("::error file=stops.py,line=5,")
+    assert lines[3] == ("::notice file=custom.py,line=12,title=model `resnet` not checked::"
+                        "model `resnet` (subclassed) was not checked: subclassed model: its "
+                        "`call` is not a graph that can be checked statically")
+    assert lines[4] == ("::notice file=empty.py,title=no model::the script built no Keras "
+                        "model: nothing was checked")
+    assert lines[5] == f"shapecheck: {report.summary().line()}" and len(lines) == 6
+    with cwd(ROOT):
+        doc = sarif.to_sarif(report)
+        assert_valid_sarif(sarif_validator, doc)
+    run = doc["runs"][0]
+    failed, stopped = run["invocations"][0]["toolExecutionNotifications"]
+    assert run["invocations"][0]["executionSuccessful"] is False
+    assert failed["level"] == "error" and stopped["level"] == "note"
+    assert failed["message"]["text"].startswith("ValueError: no such column 'label' (at ")
+    assert failed["properties"]["exception"] == "ValueError: no such column 'label'"
+    assert failed["locations"][0]["physicalLocation"]["region"] == {
+        "startLine": 41, "snippet": {"text": "df = load(path)"}}
+    notes = [r for r in run["results"] if r["level"] == "note"]
+    assert [(r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"])
+            for r in notes] == [("not-checked", "custom.py"), ("no-model", "empty.py")]
+    rules = run["tool"]["driver"]["rules"]
+    assert all(rules[r["ruleIndex"]]["id"] == r["ruleId"] for r in run["results"])
+    assert notes[0]["locations"][0]["physicalLocation"]["region"] == {"startLine": 12}
+    assert notes[0]["properties"]["reason"].startswith("subclassed model")
+
+
+def test_console_tells_every_status() -> None:
+    from rich.console import Console
+
+    from shapecheck.render.console import render
+
+    buf = __import__("io").StringIO()
+    render(statuses(), Console(file=buf, width=200, color_system=None), tables=False)
+    out = buf.getvalue()
+    assert "✗ train.py: could not be checked (script-error)" in out
+    assert "  ValueError: no such column 'label'\n  --> train.py:41\n  41 | df = load(path)" in out
+    assert "stops.py: the script stopped after the findings below (script-error)" in out
+    assert ("○ model `resnet` (subclassed) at custom.py:12 not checked: subclassed model"
+            in out)
+    assert "○ empty.py: the script built no Keras model — nothing was checked." in out
+    assert out.rstrip().splitlines()[-1] == statuses().summary().line()
+    assert "no findings" not in out
+
+
 # --- text ------------------------------------------------------------------------------
 
 
@@ -136,7 +257,7 @@ def test_text_places_order_and_single_lines() -> None:
         "/srv/models/x.py:1:1: SC502 [info] elsewhere",
         "broken.py: [failed:script-error] Traceback: ValueError",
     ]
-    assert text.render(Report([FileReport("ok.py")])) == ""  # a clean run prints nothing
+    assert text.render(Report([clean()])) == ""  # a clean run prints nothing
 
 
 def test_text_command_and_fail_on() -> None:
@@ -166,7 +287,8 @@ def test_sarif_validates_against_the_official_schema(report: Report, sarif_valid
     with cwd(ROOT):
         assert_valid_sarif(sarif_validator, sarif.to_sarif(report))
         assert_valid_sarif(sarif_validator, sarif.to_sarif(synthetic()))
-        assert_valid_sarif(sarif_validator, sarif.to_sarif(Report([FileReport("ok.py")])))
+        assert_valid_sarif(sarif_validator, sarif.to_sarif(Report([clean()])))
+        assert_valid_sarif(sarif_validator, sarif.to_sarif(statuses()))
     # and the check bites
     broken = sarif.to_sarif(report)
     broken["runs"][0]["results"][0]["level"] = "fatal"
@@ -183,7 +305,8 @@ def test_sarif_tool_lists_every_rule_with_its_doc(report: Report) -> None:
     assert driver["name"] == "shapecheck" and driver["version"] == shapecheck.__version__
     assert driver["informationUri"] == "https://pypi.org/project/keras-shapecheck/"
     rules = all_rules()
-    assert [r["id"] for r in driver["rules"]] == [r.code for r in rules]
+    assert [r["id"] for r in driver["rules"]] == [r.code for r in rules] + [
+        "not-checked", "no-model"]  # the two statuses told as note-level results
     levels = {"error": "error", "warning": "warning", "info": "note"}
     for spec, entry in zip(rules, driver["rules"]):
         assert entry["name"] == spec.name
@@ -226,10 +349,10 @@ def test_sarif_failed_files_are_notifications(report: Report) -> None:
     assert note["level"] == "error"
     assert note["message"]["text"] == f"{MISSING}: no such file"
     assert note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == MISSING
-    clean = sarif.to_sarif(Report([FileReport("ok.py")]))["runs"][0]
-    assert clean["invocations"][0] == {"executionSuccessful": True,
-                                       "toolExecutionNotifications": []}
-    assert clean["results"] == []
+    ok = sarif.to_sarif(Report([clean()]))["runs"][0]
+    assert ok["invocations"][0] == {"executionSuccessful": True,
+                                    "toolExecutionNotifications": []}
+    assert ok["results"] == []
 
 
 def test_sarif_places_of_every_kind() -> None:
@@ -268,13 +391,17 @@ def test_github_annotations(report: Report) -> None:
     assert out[1].startswith(f"::warning file={GRU_ADD},line=") and "SC405" in out[1]
     assert out[2] == (f"::error file={MISSING},title=shapecheck could not check this script "
                       f"(not-found)::{MISSING}: no such file")
-    assert len(out) == 3
+    assert out[3] == ("shapecheck: failed: 2 files, 1 model; 1 error, 1 warning, "
+                      "1 file could not be checked")
+    assert len(out) == 4
 
 
 def test_github_escapes_as_the_actions_toolkit() -> None:
     d = Diagnostic(code="SC302", name="odd,name: here", severity="info",
                    message="100% sure: a, b\r\nnext line", path="dir:1/a,b.py", line=4)
-    [line] = github.render(Report([FileReport("dir:1/a,b.py", diagnostics=[d])])).splitlines()
+    [line, summary] = github.render(Report([FileReport("dir:1/a,b.py", diagnostics=[d])
+                                            .finish()])).splitlines()
+    assert summary == "shapecheck: findings: 1 file, 0 models; 1 info"
     assert line == ("::notice file=dir%3A1/a%2Cb.py,line=4,"
                     "title=SC302 odd%2Cname%3A here::100%25 sure: a, b%0D%0Anext line")
     assert github.escape_data("%0A\n") == "%250A%0A"  # % first, so nothing is escaped twice
@@ -289,5 +416,6 @@ def test_github_places() -> None:
                         "%0Ahelp: set return_sequences=True")
     assert lines[3].startswith("::notice file=a b/m.py,title=SC302 ")
     assert lines[4] == "::error title=SC303 rank-broadcast::from check_model"
-    assert lines[-1] == ("::error file=broken.py,title=shapecheck could not check this "
+    assert lines[-2] == ("::error file=broken.py,title=shapecheck could not check this "
                          "script (script-error)::Traceback: ValueError%0A  at line 3")
+    assert lines[-1].startswith("shapecheck: failed: 4 files")

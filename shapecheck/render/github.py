@@ -69,10 +69,7 @@ def failure(f: FileReport) -> str:
     else:
         name, title = "notice", f"the script stopped here after its findings ({err.kind})"
     props["title"] = title
-    message = err.headline
-    if err.message.strip() and err.message.strip() != message:
-        message += "\n" + err.message.rstrip()
-    return command(name, props, message)
+    return command(name, props, err.text)
 
 
 def unchecked(f: FileReport) -> list[str]:

@@ -150,13 +150,20 @@ def render(report: Report) -> str:
     findings: list[dict] = []
     aside: list[str] = []
     for k, f in enumerate(report.files):
+        status = f.status + (f" ({f.worst})" if f.status == "findings" and f.worst else "")
         aside.append(f'<div class="file">{escape(f.path or "model")}'
-                     f'<span class="status">{escape(f.status)}</span></div>')
+                     f'<span class="status">{escape(status)}</span></div>')
         if f.error is not None:
             aside.append(f'<div class="failed"><b>{escape(f.error.kind)}</b>: '
-                         f'{_prose(f.error.message)}</div>')
+                         f'{_prose(f.error.text)}</div>')
+        for m in f.unchecked_models:
+            aside.append(f'<p class="none">model <code>{escape(m.name)}</code> not checked: '
+                         f'{_prose(m.reason or "its graph could not be read")}</p>')
+        if f.no_model:
+            aside.append('<p class="none">the script built no Keras model: nothing was '
+                         'checked</p>')
         if not f.diagnostics:
-            if f.error is None:
+            if f.status == "clean":
                 aside.append('<p class="none">no findings</p>')
             continue
         aside.append('<ol class="findings">')
@@ -172,10 +179,20 @@ def render(report: Report) -> str:
     errors = sum(d.severity == "error" for d in all_d)
     warnings = sum(d.severity == "warning" for d in all_d)
     models = sum(len(f.models) for f in report.files)
-    summary = (f'{_plural(len(report.files), "file")} · {_plural(models, "model")} · '
+    told = report.summary()
+    summary = (f'<b>{escape(told.status)}</b> · '
+               f'{_plural(len(report.files), "file")} · {_plural(models, "model")} · '
                f'<span class="{"errors" if errors else ""}">{_plural(errors, "error")}</span> · '
                f'<span class="{"warnings" if warnings else ""}">'
                f'{_plural(warnings, "warning")}</span>')
+    for count, one, many in ((told.infos, "info", "infos"),
+                             (told.unchecked_models, "model not checked",
+                              "models not checked"),
+                             (told.no_model, "script without a model",
+                              "scripts without a model"),
+                             (told.failed, "file not checked", "files not checked")):
+        if count:
+            summary += f' · {count} {escape(one if count == 1 else many)}'
     data = {"scenes": {s.uid: scene_data(s) for s in builder.all}, "tabs":
             [{k: v for k, v in t.items() if k != "button"} for t in tabs], "findings": findings}
     title = ", ".join(os.path.basename(f.path) for f in report.files if f.path) or "model"

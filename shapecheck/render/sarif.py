@@ -127,11 +127,8 @@ def notification(f: FileReport) -> dict:
     script stopped after its findings): the exception first, at the line that raised."""
     assert f.error is not None
     err = f.error
-    text = err.headline
-    if err.message.strip() and err.message.strip() != text:
-        text += "\n" + err.message.rstrip()
     n: dict = {"level": "error" if f.status == "failed" else "note",
-               "message": {"text": text or err.kind},
+               "message": {"text": err.text},
                "properties": {"kind": err.kind, "status": f.status,
                               "exception": err.exception}}
     path = err.path or f.path
