@@ -120,10 +120,79 @@ def test_missing_file_and_non_script_and_hang() -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_script_without_a_model_is_not_an_error() -> None:
-    proc = shapecheck("fixtures/broken/no_model.py")
-    assert proc.returncode == 0
+def test_a_script_error_gives_its_exception_and_line_in_every_format() -> None:
+    raises = FIXTURES / "broken" / "raises.py"
+    line = line_of(raises, "raise FileNotFoundError")
+    proc = shapecheck("--format", "json", "--isolated", "fixtures/broken/raises.py")
+    [f] = json.loads(proc.stdout)["files"]
+    assert f["error"]["exception"] == "FileNotFoundError: no data at train.npz"
+    assert (f["error"]["path"], f["error"]["line"]) == ("fixtures/broken/raises.py", line)
+    assert f["error"]["source"].strip() == 'raise FileNotFoundError(f"no data at {path}")'
+    proc = shapecheck("--format", "text", "--isolated", "fixtures/broken/raises.py")
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines() == [
+        "fixtures/broken/raises.py: [failed:script-error] FileNotFoundError: no data at "
+        f"train.npz (at fixtures/broken/raises.py:{line}: "
+        '`raise FileNotFoundError(f"no data at {path}")`)']
+
+
+def test_script_without_a_model_is_told_not_clean() -> None:
+    proc = shapecheck("--isolated", "fixtures/broken/no_model.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # told, not failed
     assert "built no Keras model" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "unchecked: 1 file, 0 models; no findings, 1 script built no model")
+    strict = shapecheck("--isolated", "--strict", "--format", "text",
+                        "fixtures/broken/no_model.py")
+    assert strict.returncode == 2
+    assert strict.stdout.strip() == ("fixtures/broken/no_model.py: [no-model] the script "
+                                     "built no Keras model: nothing was checked")
+
+
+SUBCLASSED = """import keras
+from keras import layers
+
+
+class Scorer(keras.Model):
+    def __init__(self):
+        super().__init__(name="scorer")
+        self.head = layers.Dense(1)
+
+    def call(self, x):
+        return self.head(x)
+
+
+model = Scorer()
+"""
+
+
+def test_a_model_not_checked_is_counted_and_fails_only_with_strict(tmp_path: Path) -> None:
+    (tmp_path / "scorer.py").write_text(SUBCLASSED)
+    proc = shapecheck("--format", "json", "--isolated", "scorer.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    [f] = doc["files"]
+    [m] = f["models"]
+    assert (f["status"], f["worst"]) == ("unchecked", None)
+    assert m["checked"] is False and "`call` is not a graph" in m["reason"]
+    assert doc["summary"]["status"] == "unchecked"
+    assert doc["summary"]["unchecked_models"] == 1
+    proc = shapecheck("--no-tables", "--isolated", "scorer.py", cwd=tmp_path)
+    assert "○ model `scorer` (subclassed)" in proc.stdout and "not checked" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "unchecked: 1 file, 1 model; no findings, 1 model not checked")
+    (tmp_path / "pyproject.toml").write_text('[tool.shapecheck]\nstrict = true\n')
+    proc = shapecheck("--format", "text", "scorer.py", cwd=tmp_path)  # strict from config
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("scorer.py:") and "[not-checked] model `scorer`" in proc.stdout
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    proc = shapecheck("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"shapecheck {version('keras-shapecheck')}"
 
 
 def test_check_script_api_matches_cli(captioning: dict) -> None:

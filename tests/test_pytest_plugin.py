@@ -66,7 +66,9 @@ def test_shapecheck_option_collects_one_item_per_script(project):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([f"*models/{CLEAN}::shapecheck PASSED*",
                                  f"*models/{BUGGY}::shapecheck FAILED*"])
-    result.stdout.fnmatch_lines(["*SC303*"])
+    # the failure is headed by its script, not by the item's name twice
+    result.stdout.fnmatch_lines([f"*_ shapecheck models/{BUGGY} _*", "*SC303*"])
+    assert "shapecheck shapecheck" not in result.stdout.str()
 
 
 def test_items_spread_over_xdist_workers(project):
@@ -78,6 +80,21 @@ def test_items_spread_over_xdist_workers(project):
 def test_options_reach_the_items(project):
     result = project.runpytest_subprocess("--shapecheck", "--shapecheck-ignore", "SC3")
     result.assert_outcomes(passed=2)
+
+
+def test_strict_fails_the_item_of_a_model_not_checked(pytester):
+    models = pytester.mkdir("models")
+    (models / "scorer.py").write_text(
+        "import keras\n\n\nclass Scorer(keras.Model):\n"
+        "    def call(self, x):\n        return x\n\n\nmodel = Scorer()\n")
+    pytester.makepyprojecttoml('[tool.shapecheck]\npaths = ["models"]\n')
+    result = pytester.runpytest_subprocess("--shapecheck")
+    result.assert_outcomes(passed=1)  # told, not failed, without strict
+    result = pytester.runpytest_subprocess("--shapecheck", "--shapecheck-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*model `scorer` (subclassed)*not checked*",
+                                 "*unchecked: 1 file, 1 model; no findings, 1 model not "
+                                 "checked*"])
 
 
 def test_shapecheck_without_paths_is_a_usage_error(pytester):
