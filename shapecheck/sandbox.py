@@ -9,9 +9,11 @@ that touch files -- ``open``/``io.open``, ``os.open``, ``os.stat``/``lstat``/
 h5py (``h5py.File``: Keras's ``.h5`` and ``.weights.h5``) and TensorFlow
 (``tf.io.gfile`` through its ``_pywrap_file_io`` module, the
 ``tf.summary`` file writers behind Keras's ``TensorBoard``, the v1 events
-writer, ``tf.io.TFRecordWriter``).  TensorFlow and h5py are patched by an
-import hook when they are imported, never imported here.  The script sees a
-union of two layers, as in overlayfs:
+writer, ``tf.io.TFRecordWriter``, the checkpoint ops behind
+``tf.train.Checkpoint``/``CheckpointManager``, SavedModel's compiled
+helpers behind ``tf.saved_model.save``/``load`` and Keras's ``model.export``).
+TensorFlow and h5py are patched by an import hook when they are imported,
+never imported here.  The script sees a union of two layers, as in overlayfs:
 
 - the *lower* layer is the real filesystem, only ever read;
 - the *upper* layer is ``<scratch>/layer``, mirroring absolute paths: the
@@ -31,7 +33,7 @@ only in the sandbox really enters its upper copy; ``os.getcwd`` still
 answers the script's path.  Until the script writes something the patched
 functions only check a flag and call the original.
 
-Left alone: ``/dev``, ``/proc``, ``/sys`` and the scratch folder itself.
+Left alone: ``/dev`` (``/dev/shm`` too), ``/proc``, ``/sys`` and the scratch folder itself.
 Temporary files: while active, ``tempfile.tempdir`` and ``$TMPDIR`` point to
 ``<scratch>/tmp``, so what ``tempfile`` makes (the script's, Keras's,
 TensorFlow's) is written for real there and dropped with the scratch
@@ -42,11 +44,11 @@ modules would otherwise write ``__pycache__`` next to them.
 Where it stops (these *can* change the real filesystem):
 
 - compiled code that opens files itself: C extensions other than the h5py
-  and TensorFlow entry points above (sqlite3, OpenCV's ``imwrite``...),
-  TensorFlow checkpoints and SavedModel (``tf.train.Checkpoint``,
-  ``tf.saved_model.save``, ``model.export``), a TensorFlow op given a path
-  as a symbolic tensor inside a ``tf.function``; the same code reading a
-  file the script wrote finds the real one (or none);
+  and TensorFlow entry points above (sqlite3, OpenCV's ``imwrite``,
+  pyarrow...), a TensorFlow op given a path as a symbolic tensor inside a
+  ``tf.function`` (a checkpoint saved from inside one); the same code
+  reading a file the script wrote finds the real one, or none
+  (``tf.data.TextLineDataset`` of a CSV the script wrote);
 - other processes: ``subprocess``, ``os.system``, multiprocessing's spawn.
   ``changes()`` lists a process started from the script's own code as kind
   ``"process"`` (calls made inside libraries are not listed);
@@ -60,8 +62,8 @@ Where it stops (these *can* change the real filesystem):
 - a real folder the script renames is copied into the scratch folder.
 
 ``changes()`` lists what the script did, none of which reached the real
-files: ``"written"`` (a file created, overwritten, appended to or touched:
-its content is in the scratch folder), ``"deleted"`` (a real file or folder
+files: ``"written"`` (a file created, overwritten, appended to, touched or
+chmod-ed: its content is in the scratch folder), ``"deleted"`` (a real file or folder
 removed or renamed away), ``"created-dir"`` (a folder that exists only in
 the sandbox) and ``"process"``.
 """
@@ -160,6 +162,12 @@ def _h5_how(mode: str | None) -> dict[str, bool] | None:
     return {"r+": {"create": False, "keep": True}, "a": {"create": True, "keep": True},
             "w": {"create": True, "keep": False}, "w-": {"create": True, "excl": True},
             "x": {"create": True, "excl": True}}.get(mode or "r")
+
+
+def _param_names(func: Callable[..., Any]) -> list[str]:
+    """The names of a function's positional parameters."""
+    code = getattr(func, "__code__", None)
+    return list(code.co_varnames[:code.co_argcount]) if code is not None else []
 
 
 def _set_name(f: Any, name: Any) -> None:
@@ -956,6 +964,94 @@ class Sandbox:
         new = self._compiled_dir(os.fsdecode(raw).removeprefix("file://"))
         return value if new is None else new
 
+    def _tf_prefix(self, value: Any, write: bool) -> Any:
+        """A checkpoint prefix (files ``prefix.index``, ``prefix.data-*``) moved to its layer.
+
+        Lists map element by element; a symbolic tensor (inside a ``tf.function``)
+        is not known before it runs and passes unchanged.
+        """
+        if isinstance(value, (list, tuple)):
+            return [self._tf_prefix(v, write) for v in value]
+        raw = value
+        if hasattr(value, "numpy"):
+            try:
+                raw = value.numpy()
+            except Exception:
+                return value
+        if hasattr(raw, "tolist") and not isinstance(raw, bytes):
+            raw = raw.tolist()
+            if isinstance(raw, list):
+                return [self._tf_prefix(v, write) for v in raw]
+        if not isinstance(raw, (bytes, str)) or self._tf_path(raw) is None:
+            return value
+        text = os.fsdecode(raw).removeprefix("file://")
+        if write:
+            folder = self._compiled_dir(posixpath.dirname(text) or ".")
+            return value if folder is None else _join(folder, posixpath.basename(text))
+        p = self._abs(text)
+        if p is not None and self._phys(p + ".index") != p + ".index":
+            return self.layer + p
+        return value
+
+    def _patch_io_ops(self, module: ModuleType) -> None:
+        """Checkpoint ops, in ``gen_io_ops`` and where ``io_ops`` re-exports them."""
+        def wrap(orig: Callable[..., Any], *roles: str) -> Callable[..., Any]:
+            names = _param_names(orig)
+
+            @functools.wraps(orig)
+            def op(*args: Any, **kwargs: Any) -> Any:
+                if self.active:
+                    for i, role in enumerate(roles):
+                        if role and i < len(args):
+                            args = (*args[:i], self._tf_prefix(args[i], role == "w"), *args[i + 1:])
+                        elif role and names[i] in kwargs:
+                            kwargs[names[i]] = self._tf_prefix(kwargs[names[i]], role == "w")
+                return orig(*args, **kwargs)
+            return op
+
+        roles = {"save_v2": ("w",), "restore_v2": ("r",), "merge_v2_checkpoints": ("r", "w")}
+        io_ops = sys.modules.get("tensorflow.python.ops.io_ops")
+        for name, role in roles.items():
+            patched = wrap(getattr(module, name), *role)
+            self._set(module, name, patched)
+            if io_ops is not None and getattr(io_ops, name, None) is not None:
+                self._set(io_ops, name, patched)
+
+    def _patch_checkpoint_reader(self, module: ModuleType) -> None:
+        orig = module.NewCheckpointReader
+
+        @functools.wraps(orig)
+        def NewCheckpointReader(filepattern: Any) -> Any:  # noqa: N802 - the TF name
+            return orig(self._tf_prefix(filepattern, False) if self.active else filepattern)
+
+        self._set(module, "NewCheckpointReader", NewCheckpointReader)
+
+    def _tf_dir_read(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        """A compiled function reading files in the folder given first."""
+        def wrapper(path: Any, *args: Any) -> Any:
+            p = self._tf_path(path) if self.active and self._marks else None
+            if p is None:
+                return orig(path, *args)
+            phys = self._phys(p)
+            return orig(path if phys is p else _as_type(path, phys), *args)
+        return wrapper
+
+    def _patch_saved_model(self, module: ModuleType) -> None:
+        """SavedModel's compiled helpers: ``Save(dir)`` and the fingerprint readers."""
+        orig_save = module.Save
+
+        def Save(export_dir: Any) -> Any:  # noqa: N802 - the TF name
+            if self.active and self._tf_path(export_dir) is not None:
+                export_dir = self._compiled_dir(os.fsdecode(export_dir)) or export_dir
+            return orig_save(export_dir)
+
+        self._set(module, "Save", Save)
+        fp = module.fingerprinting
+        for name in ("CreateFingerprintDef", "SingleprintFromSM", "SingleprintFromFP",
+                     "ReadSavedModelFingerprint"):
+            if hasattr(fp, name):
+                self._set(fp, name, self._tf_dir_read(getattr(fp, name)))
+
     def _patch_summary_ops(self, module: ModuleType) -> None:
         orig = module.create_summary_file_writer
 
@@ -1021,6 +1117,9 @@ class Sandbox:
             "tensorflow.python.ops.gen_summary_ops": self._patch_summary_ops,
             "tensorflow.python.client._pywrap_events_writer": self._patch_events_writer,
             "tensorflow.python.lib.io.tf_record": self._patch_tf_record,
+            "tensorflow.python.ops.io_ops": lambda m: self._patch_io_ops(m.gen_io_ops),
+            "tensorflow.python.training.py_checkpoint_reader": self._patch_checkpoint_reader,
+            "tensorflow.python.saved_model.pywrap_saved_model": self._patch_saved_model,
             "subprocess": self._patch_subprocess,
         }
 

@@ -374,6 +374,16 @@ def test_keras_saving_callbacks_tensorboard_and_plots(user):
         assert tf.io.gfile.glob("preds*") == ["preds.npy"]
         tf.io.gfile.rmtree("data")
         assert not os.path.exists("data")
+        v = tf.Variable(1.0)
+        checkpoint = tf.train.Checkpoint(v=v)
+        checkpoint.write("tfck/x")
+        v.assign(5.0)
+        checkpoint.read("tfck/x")
+        assert float(v) == 1.0 and sorted(os.listdir("tfck")) == [
+            "x.data-00000-of-00001", "x.index"]
+        model.export("exported")
+        served = tf.saved_model.load("exported")
+        assert served.serve(x).shape == (8, 2)
         np.save("preds.npy", model.predict(x, verbose=0))
         assert np.load("preds.npy").shape == (8, 2)
         import matplotlib.pyplot as plt
@@ -384,7 +394,8 @@ def test_keras_saving_callbacks_tensorboard_and_plots(user):
     """, timeout=300)
     kinds = {path: kind for path, kind in changes}
     for path in ("log.csv", "ckpt/best.keras", "backup/latest.weights.h5", "m.keras",
-                 "w.weights.h5", "legacy.h5", "g.txt", "preds.npy", "plots/curve.png"):
+                 "w.weights.h5", "legacy.h5", "g.txt", "preds.npy", "plots/curve.png",
+                 "tfck/x.index", "exported/saved_model.pb", "exported/variables/variables.index"):
         assert kinds.get(path) == "written", (path, changes)
     assert kinds["data.csv"] == kinds["data"] == "deleted"
     assert kinds["tb"] == kinds["tb/train"] == kinds["tb/extra"] == "created-dir"
