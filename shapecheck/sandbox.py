@@ -454,8 +454,8 @@ class Sandbox:
         self._marks.add(p)
         if name is not None and p not in self._names:
             text = os.fsdecode(_fspath(name))
-            if text.startswith("/") or self._cwd() == self._start:  # else relative to elsewhere
-                self._names[p] = text
+            if posixpath.normpath(posixpath.join(self._start, text)) == p:
+                self._names[p] = text  # else relative to a folder changed into, or a dir_fd
         d = posixpath.dirname(p)
         while d not in self._dirs:
             self._dirs.add(d)

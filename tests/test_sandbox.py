@@ -135,6 +135,10 @@ def test_open_modes_see_their_writes_and_leave_the_files(user):
         os.write(fd, b"\\x00\\x01")
         os.close(fd)
         assert open("via_fd.bin", "rb").read() == b"\\x00\\x01"
+        folder = os.open("data", os.O_RDONLY)
+        os.close(os.open("in_data.txt", os.O_WRONLY | os.O_CREAT, dir_fd=folder))
+        os.close(folder)
+        assert "in_data.txt" in os.listdir("data")
         with open(b"bytes.txt", "wb") as f:
             f.write(b"b")
         assert os.path.exists(b"bytes.txt") and b"bytes.txt" in os.listdir(b".")
@@ -145,7 +149,8 @@ def test_open_modes_see_their_writes_and_leave_the_files(user):
         assert open(os.path.abspath("data/images/0.png"), "rb").read() == b"\\x89PNG fake"
     """)
     assert sorted(changes) == sorted([
-        ["bytes.txt", "written"], ["data.csv", "written"], ["data/x.txt", "written"],
+        ["bytes.txt", "written"], ["data.csv", "written"], ["data/in_data.txt", "written"],
+        ["data/x.txt", "written"],
         ["fresh.txt", "written"], ["link.txt", "written"], ["out.txt", "written"],
         ["via_fd.bin", "written"]])
 
@@ -319,6 +324,11 @@ def test_close_restores_the_original_functions(tmp_path):
         f.write("real")
     assert held_stat("real.txt").st_size == 4
     assert [c.path for c in sb.changes()] == ["kept.txt"]
+    again = sandbox.activate()  # one script after another in the same process
+    os.remove("real.txt")
+    assert not os.path.exists("real.txt") and held_stat is not os.stat
+    again.close()
+    assert os.path.exists("real.txt")
     """
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
                           env=dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path)),
