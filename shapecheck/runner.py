@@ -1,7 +1,14 @@
 """Run a user's script in a child process and collect its report.
 
 A crash, an exit or a hang in the script cannot take shapecheck down: the
-child is its own process group, killed whole at the time limit.
+child is its own process group, stopped whole at the time limit or when the
+command is interrupted.  The child streams what it records as it goes (an
+event line per model built, a checkpoint of the analysis after each dry run),
+so a child that ends abruptly still leaves its models and findings behind.
+
+The child imports shapecheck and Keras from where this process has them, never
+from the working directory (``python -P``); the script sees ``sys.path`` as
+``python SCRIPT`` gives it.
 """
 
 from __future__ import annotations
@@ -12,19 +19,48 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from shapecheck.analyze import display_path
 from shapecheck.options import DEFAULT_TIMEOUT
-from shapecheck.report import FileReport, ScriptError
+from shapecheck.report import FileReport, ModelEntry, ScriptError
 from shapecheck.saved import is_saved_model
 
 RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
+
+# The child's stream, next to its result file: one JSON line per event, and the
+# last checkpoint of the analysis ({"report": FileReport, "recorded": n}).
+EVENTS_SUFFIX = ".events"
+CHECKPOINT_SUFFIX = ".checkpoint"
+
+STARTUP_TIMEOUT = 300.0  # Python, shapecheck, Keras and its backend imported, capture on
+TIMEOUT_GRACE = 5.0  # the child's watchdog: time for the script to unwind at its limit
+BACKSTOP = 15.0  # the parent's hard limit beyond the child's own (a child that is stuck)
+STOP_GRACE = 3.0  # SIGTERM to the child's group, then this long, then SIGKILL
+POLL = 0.1  # seconds between looks at the child
 
 
 def _failed(path: str, kind: str, message: str, output: str = "") -> FileReport:
     return FileReport(path=display_path(path), error=ScriptError(kind, message),
                       output=output).finish()
+
+
+def timeout_message(path: str, timeout: float, saved: bool = False) -> str:
+    """The script (or the loading of a saved model) took longer than ``--timeout``."""
+    what = "loading the model did not finish" if saved else "the script did not finish"
+    return (f"{path}: {what} within {timeout:g} s (a hanging generator or a long "
+            "computation?); raise --timeout if it needs longer")
+
+
+def analysis_limit(n_models: int, run: Any = None) -> float:
+    """Seconds the child may take to analyse ``n_models`` models after the script
+    (with ``--run``, each model's executions have their own limit)."""
+    per_model = 60.0 + (2 * float(getattr(run, "timeout", 0)) if run is not None else 0.0)
+    return 300.0 + n_models * per_model
 
 
 def child_env(run: Any = None) -> dict[str, str]:
@@ -40,12 +76,336 @@ def child_env(run: Any = None) -> dict[str, str]:
     return env
 
 
+def child_command(*args: str) -> list[str]:
+    """``python -P`` running :func:`shapecheck.child.main` with ``args``.
+
+    The child loads this very shapecheck package by its location and puts
+    nothing on ``sys.path``: a ``shapecheck``, ``keras`` or ``numpy`` folder in
+    the working directory cannot shadow the installed ones.
+    """
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    boot = ("import importlib.util as u, sys\n"
+            f"s = u.spec_from_file_location('shapecheck', {os.path.join(pkg, '__init__.py')!r},"
+            f" submodule_search_locations=[{pkg!r}])\n"
+            "m = u.module_from_spec(s); sys.modules['shapecheck'] = m; s.loader.exec_module(m)\n"
+            "from shapecheck.child import main\n"
+            "main()\n")
+    return [sys.executable, "-P", "-c", boot, "--parent", str(os.getpid()), *args]
+
+
+# -- stopping on SIGINT / SIGTERM -------------------------------------------------------
+
+
+@dataclass
+class StopRequest:
+    """A request to stop every check: the signal that asked, how many times."""
+
+    signum: int | None = None
+    count: int = 0
+    procs: set = field(default_factory=set)  # the children running now
+    lock: Any = field(default_factory=threading.RLock)
+
+    def request(self, signum: int) -> None:
+        """Stop the checks; a second request kills every child at once."""
+        with self.lock:
+            if self.signum is None:
+                self.signum = signum
+            self.count += 1
+            procs = list(self.procs) if self.count >= 2 else []
+        for proc in procs:
+            _signal_group(proc, signal.SIGKILL)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.signum, self.count = None, 0
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal (130 for SIGINT, 143 for SIGTERM), or None."""
+        return None if self.signum is None else 128 + self.signum
+
+
+STOP = StopRequest()
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    STOP.request(signum)
+    if STOP.count >= 3:  # asked three times: leave now, whatever is left
+        raise SystemExit(128 + signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """While inside, SIGINT and SIGTERM stop the checks: each child's process group
+    gets SIGTERM, a short grace, then SIGKILL, and each check returns what its
+    child recorded, marked ``interrupted``.  A second signal kills the children at
+    once.  Yields :data:`STOP` (its ``exit_code`` after the block).  Outside the
+    main thread nothing is installed, nor for a signal this process ignores."""
+    STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield STOP
+        return
+    old = {s: signal.signal(s, _on_stop_signal) for s in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(s) is not signal.SIG_IGN}  # ignored (nohup, &): left so
+    try:
+        yield STOP
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _interrupted_message(path: str, started: bool) -> str:
+    name = _signal_name(STOP.signum or signal.SIGINT)
+    if not started:
+        return f"{path}: not checked: interrupted by {name} before it started"
+    return f"{path}: interrupted by {name}; reported: what was recorded until then"
+
+
+# -- the child's process group ---------------------------------------------------------
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
+    """SIGTERM to the child's whole group, up to ``grace`` s for the child to write
+    its report and end (less after a second stop request), then SIGKILL to all."""
+    _signal_group(proc, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < end and STOP.count < 2:
+        time.sleep(0.05)
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _end_group(proc: subprocess.Popen, grace: float = 1.0) -> None:
+    """After the child ended: stop what the script left running in its group."""
+    if not _group_alive(proc.pid):
+        return
+    _signal_group(proc, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while _group_alive(proc.pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    _signal_group(proc, signal.SIGKILL)
+
+
+class _Output:
+    """The child's stdout and stderr, read by a thread as they come."""
+
+    def __init__(self, stream: Any) -> None:
+        self._chunks: list[bytes] = []
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        fd = self._stream.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+
+    def text(self, wait: float = 2.0) -> str:
+        """What was printed; waits up to ``wait`` s for the pipe to close (a process
+        that left the group may hold it open)."""
+        self._thread.join(wait)
+        return b"".join(self._chunks).decode(errors="replace")
+
+
+# -- what the child streams ------------------------------------------------------------
+
+
+class Events:
+    """The child's event lines, read as they are written (``ready``, ``model``,
+    ``analysing``, ``timeout``), with the parent's clock when each was seen."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._offset = 0
+        self._tail = b""
+        self.ready_at: float | None = None
+        self.watchdog = False
+        self.analysing_at: float | None = None
+        self.limit = 0.0
+        self.timed_out = False
+        self.models: list[dict] = []
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:
+            return
+        self._offset += len(data)
+        *lines, self._tail = (self._tail + data).split(b"\n")
+        now = time.monotonic()
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind == "ready":
+                self.ready_at, self.watchdog = now, bool(event.get("watchdog"))
+            elif kind == "model":
+                self.models.append(event)
+            elif kind == "analysing":
+                self.analysing_at, self.limit = now, float(event.get("limit", 300.0))
+            elif kind == "timeout":
+                self.timed_out = True
+
+    @property
+    def phase(self) -> str:
+        if self.analysing_at is not None:
+            return "analysis"
+        return "script" if self.ready_at is not None else "startup"
+
+    def overdue(self, now: float, start: float, timeout: float,
+                startup_timeout: float) -> str | None:
+        """The phase whose limit has passed: ``startup``, ``timeout`` (the script)
+        or ``analysis``; None while within limits."""
+        if self.analysing_at is not None:
+            return "analysis" if now > self.analysing_at + self.limit + BACKSTOP else None
+        if self.ready_at is not None:
+            extra = BACKSTOP if self.watchdog else 0.0
+            return "timeout" if now > self.ready_at + timeout + extra else None
+        return "startup" if now > start + startup_timeout else None
+
+
+def partial_report(path: str, result: str, events: Events, error: ScriptError,
+                   why: str) -> FileReport:
+    """What a child that ended without its report recorded: its last checkpoint,
+    plus the models it built after that (``checked: false``, ``reason``: ``why``)."""
+    report: FileReport | None = None
+    recorded = 0
+    try:
+        with open(result + CHECKPOINT_SUFFIX, encoding="utf-8") as fh:
+            point = json.load(fh)
+        report = FileReport.from_dict(point["report"])
+        recorded = int(point.get("recorded", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        report = None
+    if report is None:
+        report = FileReport(path=display_path(path))
+    for m in events.models:
+        if m.get("index", 0) < recorded or m.get("internal"):
+            continue
+        entry = ModelEntry(name=m.get("name", "?"), kind=m.get("kind", "functional"),
+                           path=m.get("path"), line=m.get("line"))
+        entry.checked = False
+        entry.reason = f"recorded when the script built it, not analysed: {why}"
+        report.models.append(entry)
+    report.error = error
+    return report.finish()
+
+
+def _recorded(report: FileReport) -> str:
+    n = len(report.models)
+    unchecked = sum(not getattr(m, "checked", True) for m in report.models)
+    if not n:
+        return "no model was recorded before that"
+    return (f"reported: the {n} model(s) recorded until then"
+            + (f" ({unchecked} not analysed)" if unchecked else ""))
+
+
+_CRASHES = {signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted, SIGABRT",
+            signal.SIGBUS: "bus error, SIGBUS", signal.SIGFPE: "arithmetic error, SIGFPE",
+            signal.SIGILL: "illegal instruction, SIGILL"}
+_PHASES = {"startup": "during start-up, before the script ran",
+           "script": "while the script ran",
+           "analysis": "while shapecheck analysed the models"}
+
+
+def ended_by(returncode: int | None) -> str:
+    """What ended a child that wrote no report, in words."""
+    if returncode is None:
+        return "ended abruptly"
+    if returncode < 0:
+        sig = -returncode
+        if sig == signal.SIGKILL:
+            return "was killed by SIGKILL (out of memory?)"
+        if sig in _CRASHES:
+            return f"crashed ({_CRASHES[sig]})"
+        return f"was killed by {_signal_name(sig)}"
+    return f"ended abruptly with status {returncode} before writing its report"
+
+
+@dataclass
+class _Ending:
+    how: str  # "exited" | "startup" | "timeout" | "analysis" | "interrupted"
+    returncode: int | None
+
+
+def _supervise(proc: subprocess.Popen,
+               overdue: Callable[[float], str | None], events: Events) -> _Ending:
+    """Wait for the child; stop it when a limit passes or a stop is requested."""
+    while True:
+        try:
+            proc.wait(timeout=POLL)
+            events.poll()
+            return _Ending("exited", proc.returncode)
+        except subprocess.TimeoutExpired:
+            pass
+        events.poll()
+        how = "interrupted" if STOP.signum is not None else overdue(time.monotonic())
+        if how is None:
+            continue
+        _stop_group(proc)
+        events.poll()
+        return _Ending(how, proc.returncode)
+
+
+def _read_report(result: str) -> FileReport | None:
+    try:
+        with open(result, encoding="utf-8") as fh:
+            raw = fh.read()
+        return FileReport.from_dict(json.loads(raw)) if raw else None
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
-               args: list[str] | tuple[str, ...] = (), run: Any = None) -> FileReport:
+               args: list[str] | tuple[str, ...] = (), run: Any = None,
+               startup_timeout: float = STARTUP_TIMEOUT) -> FileReport:
     """Check one script: run it under capture in a child process (a saved
     ``.keras``/``.h5`` model is loaded there instead: :mod:`shapecheck.saved`).
 
     ``run`` (:class:`shapecheck.execute.RunOptions`) executes each model too.
+    ``timeout`` counts the script's own time (loading, for a saved model), from
+    the end of the child's start-up, which has ``startup_timeout``.  Whatever
+    ends the child (a limit, a crash, a signal, :data:`STOP`), the report has
+    what it recorded until then.
     """
     if not os.path.exists(path):
         return _failed(path, "not-found", f"{path}: no such file")
@@ -55,57 +415,83 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
     if not path.endswith(".py") and not saved:
         return _failed(path, "not-a-script", f"{path}: not a Python script (expected a .py "
                        "file, or a saved model: .keras, .h5)")
-    fd, result = tempfile.mkstemp(prefix="shapecheck-", suffix=".json")
-    os.close(fd)
-    env = child_env(run)
-    cmd = [sys.executable, "-m", "shapecheck.child", result, path, *args]
-    if saved:
-        cmd = [sys.executable, "-m", "shapecheck.child", "--saved", result, path]
-    try:
+    if STOP.signum is not None:
+        return _failed(path, "interrupted", _interrupted_message(path, started=False))
+    with tempfile.TemporaryDirectory(prefix="shapecheck-") as tmp:
+        result = os.path.join(tmp, "result.json")
+        if saved:
+            cmd = child_command("--stream", "--saved", result, path)
+        else:
+            cmd = child_command("--stream", "--timeout", repr(float(timeout)), result,
+                                path, *args)
+        events = Events(result + EVENTS_SUFFIX)
+        start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                stdin=subprocess.DEVNULL, env=child_env(run),
+                                start_new_session=True)
+        with STOP.lock:
+            STOP.procs.add(proc)
+        output = _Output(proc.stdout)
         try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out, _ = proc.communicate()
-            what = ("loading the model did not finish" if saved
-                    else "the script did not finish")
-            return _failed(path, "timeout",
-                           f"{path}: {what} within {timeout:g} s "
-                           "(a hanging generator or a long computation?); raise "
-                           "--timeout if it needs longer",
-                           out.decode(errors="replace"))
-        text = out.decode(errors="replace")
-        try:
-            with open(result, encoding="utf-8") as fh:
-                raw = fh.read()
-            report = FileReport.from_dict(json.loads(raw)) if raw else None
-        except (OSError, ValueError):
-            report = None
-        if report is None:
-            tail = "\n".join(text.strip().splitlines()[-15:])
-            return _failed(path, "crash",
-                           f"{path}: the checking process ended abruptly "
-                           f"(status {proc.returncode})" + (f":\n{tail}" if tail else ""),
-                           text)
+            ending = _supervise(proc, lambda now: events.overdue(now, start, timeout,
+                                                                 startup_timeout), events)
+        except BaseException:  # interrupted here (the Python API): no child left behind
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            with STOP.lock:
+                STOP.procs.discard(proc)
+            _end_group(proc)
+        text = output.text()
+        proc.stdout.close()
+        return _file_report(path, result, events, ending, text, timeout=timeout,
+                            startup_timeout=startup_timeout, saved=saved)
+
+
+def _file_report(path: str, result: str, events: Events, ending: _Ending, text: str, *,
+                 timeout: float, startup_timeout: float, saved: bool) -> FileReport:
+    """The report of one child: its own, or the partial one, with what ended it."""
+    report = _read_report(result)
+    if ending.how == "interrupted":
+        error = ScriptError("interrupted", _interrupted_message(path, started=True))
+        why = "the check was interrupted"
+    elif ending.how == "startup":
+        error = ScriptError("timeout", f"{path}: not checked: shapecheck's start-up (Python, "
+                            f"Keras and its backend's imports) took longer than "
+                            f"{startup_timeout:g} s, before the script ran; the machine may "
+                            "be too busy (fewer -j jobs?)")
+        why = "start-up took too long"
+    elif ending.how == "timeout" or (report is None and events.timed_out):
+        error = ScriptError("timeout", timeout_message(path, timeout, saved))
+        why = "the script timed out"
+    elif ending.how == "analysis":
+        error = ScriptError("timeout", f"{path}: shapecheck's analysis of the models did not "
+                            f"finish within {events.limit:g} s after the script ended")
+        why = "the analysis timed out"
+    else:
+        error = None
+        why = f"the checking process {ended_by(ending.returncode)}"
+    if report is not None:  # the child wrote its report: the parent's reason wins
         report.output = text
+        if error is not None:
+            report.error = error
+            report.finish()
         if report.error is not None and report.error.kind == "exit" and text.strip():
-            tail = "\n".join(text.strip().splitlines()[-5:])
-            report.error.message += f"; it printed:\n{tail}"
+            report.error.message += f"; it printed:\n{_tail(text, 5)}"
         return report
-    finally:
-        try:
-            os.unlink(result)
-        except OSError:
-            pass
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
+    if error is None:
+        tail = _tail(text, 15)
+        error = ScriptError("crash", f"{path}: the checking process "
+                            f"{ended_by(ending.returncode)} {_PHASES[events.phase]}")
+        report = partial_report(path, result, events, error, why)
+        error.message += f"; {_recorded(report)}" + (f":\n{tail}" if tail else "")
+    else:
+        report = partial_report(path, result, events, error, why)
+        if ending.how != "startup":
+            error.message += f"; {_recorded(report)}"
+    report.output = text
+    return report
 
 
 def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
@@ -114,21 +500,61 @@ def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
 
     Faster than :func:`check_file` per script (Keras is imported once) but the
     scripts share a process: for trusted scripts such as a test suite's fixtures.
+    ``timeout`` is for them all; a child that ends early leaves the script it was
+    running reported with what it recorded, and the later ones as not checked.
     """
     with tempfile.TemporaryDirectory(prefix="shapecheck-") as tmp:
-        env = child_env(run)
-        cmd = [sys.executable, "-m", "shapecheck.child", "--many", tmp, *paths]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env, timeout=timeout)
-        out = []
+        cmd = child_command("--stream", "--many", tmp, *paths)
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=child_env(run),
+                                start_new_session=True)
+        with STOP.lock:
+            STOP.procs.add(proc)
+        output = _Output(proc.stdout)
+        nothing = Events(os.devnull)
+        try:
+            ending = _supervise(proc, lambda now: "timeout" if now > start + timeout else None,
+                                nothing)
+        except BaseException:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            with STOP.lock:
+                STOP.procs.discard(proc)
+            _end_group(proc)
+        text = output.text()
+        proc.stdout.close()
+        out: list[FileReport] = []
+        ended: str | None = None  # the script during which the child ended
         for i, path in enumerate(paths):
-            try:
-                with open(os.path.join(tmp, f"{i}.json"), encoding="utf-8") as fh:
-                    out.append(FileReport.from_dict(json.load(fh)))
-            except (OSError, ValueError):
-                out.append(_failed(path, "crash", f"{path}: no report "
-                                   f"(status {proc.returncode}):\n"
-                                   + proc.stdout.decode(errors="replace")[-2000:]))
+            result = os.path.join(tmp, f"{i}.json")
+            report = _read_report(result)
+            if report is not None:
+                out.append(report)
+                continue
+            if ended is not None:
+                out.append(_failed(path, "crash", f"{path}: not checked: the checking "
+                                   f"process ended during {ended}"))
+                continue
+            ended = path
+            events = Events(result + EVENTS_SUFFIX)
+            events.poll()
+            if ending.how == "timeout":
+                error = ScriptError("timeout", f"{path}: the scripts did not finish within "
+                                    f"{timeout:g} s together")
+                why = "the scripts timed out"
+            elif ending.how == "interrupted":
+                error = ScriptError("interrupted", _interrupted_message(path, started=True))
+                why = "the check was interrupted"
+            else:
+                error = ScriptError("crash", f"{path}: the checking process "
+                                    f"{ended_by(ending.returncode)} (no report)")
+                why = f"the checking process {ended_by(ending.returncode)}"
+            report = partial_report(path, result, events, error, why)
+            error.message += f"; {_recorded(report)}:\n{text[-2000:]}"
+            out.append(report)
         return out
 
 
@@ -155,7 +581,11 @@ def expand(paths: list[str]) -> list[str]:
 def check_paths(paths: list[str], settings: Any = None,
                 args: list[str] | tuple[str, ...] = ()) -> list[FileReport]:
     """Check every script under ``paths``, each in its own process, ``settings.jobs``
-    at a time (default: the number of cores); reports in the order of the paths."""
+    at a time (default: the number of cores); reports in the order of the paths.
+
+    Inside :func:`stop_on_signals`, SIGINT/SIGTERM make it return early with each
+    file's partial report (``interrupted``); an exception here (Ctrl-C without
+    that) stops every child before it propagates."""
     from concurrent.futures import ThreadPoolExecutor
 
     scripts = expand(paths)
@@ -170,5 +600,17 @@ def check_paths(paths: list[str], settings: Any = None,
 
     if len(scripts) == 1 or jobs == 1:
         return [one(p) for p in scripts]
-    with ThreadPoolExecutor(max_workers=min(jobs, len(scripts))) as pool:
-        return list(pool.map(one, scripts))
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(scripts)))
+    futures = [pool.submit(one, p) for p in scripts]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        ours = STOP.signum is None  # no stop_on_signals around: clear it afterwards
+        STOP.request(signal.SIGINT)
+        STOP.request(signal.SIGINT)  # twice: every child killed now
+        pool.shutdown(wait=True, cancel_futures=True)
+        if ours:
+            STOP.clear()
+        raise
+    finally:
+        pool.shutdown(wait=True)
