@@ -144,14 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     s, script_args = resolve(argv)
 
     from shapecheck.report import Report
-    from shapecheck.runner import check_paths
+    from shapecheck.runner import check_paths, stop_on_signals
 
-    report = Report(check_paths(s.paths, s, script_args))
+    with stop_on_signals() as stop:  # SIGINT/SIGTERM: the children stopped, their records kept
+        files = check_paths(s.paths, s, script_args)
+    report = Report(files)
     report.filter(s.select, s.ignore)
     report.suppress(s.per_file_ignores,
                     os.path.dirname(s.config_file) if s.config_file else None)
     render(report, s)
-    if not write_pictures(report, s):
+    pictures = write_pictures(report, s)
+    if stop.exit_code is not None:  # 130 after SIGINT, 143 after SIGTERM
+        return stop.exit_code
+    if not pictures:
         return 2
     return report.exit_code_for(s.fail_on, s.strict)
 
