@@ -173,6 +173,7 @@ class _Job:
     finishing: Any = field(default_factory=threading.Lock)  # held by whoever writes the result
     last_checkpoint: float = 0.0
     checkpoint_cost: float = 0.0
+    sandbox: Any = None  # shapecheck.sandbox.Sandbox while the script and analysis run
 
     # -- streaming ---------------------------------------------------------------------
 
@@ -296,10 +297,35 @@ class _Job:
                 d.path = display_path(d.path)
                 found.append(d)
         report.diagnostics.extend(found)
+        self.close_sandbox()
         _write(self.result_path, report.finish())
         if self.stream is not None:
             self.stream.close()
         return 0
+
+    def open_sandbox(self) -> None:
+        """Send the script's writes to a scratch folder beside the result file (the
+        parent removes it whatever happens to this process)."""
+        from shapecheck import sandbox
+        from shapecheck.runner import SCRATCH_SUFFIX
+
+        self.sandbox = sandbox.activate(self.result_path + SCRATCH_SUFFIX)
+
+    def close_sandbox(self) -> None:
+        """Drop the scratch folder; the report says what was written there and which
+        dry-run call's values were made up."""
+        from shapecheck.analyze import display_path
+
+        sb, self.sandbox = self.sandbox, None
+        made_up = self.cap.made_up
+        writes = []
+        if sb is not None:
+            sb.close()
+            writes = [{"path": c.path, "kind": c.kind} for c in sb.changes()]
+        if made_up is not None or writes:
+            where = (f"`{made_up.method}` at {display_path(made_up.path)}:{made_up.line}"
+                     if made_up is not None else None)
+            self.report.dry_run = {"made_up": where, "writes": writes}
 
 
 _JOB: _Job | None = None  # the script running in this process
@@ -427,8 +453,9 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
     job.begin_script()
     try:
         try:
-            # A write sandbox is activated here, last thing before the script runs;
-            # our own writes go through REAL_IO (write_json, Stream).
+            # The write sandbox, last thing before the script runs; our own writes
+            # go through REAL_IO (write_json, Stream).
+            job.open_sandbox()
             runpy.run_path(script, run_name="__main__")
         finally:
             job.end_script()

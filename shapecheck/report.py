@@ -213,6 +213,9 @@ class FileReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     output: str = ""  # what the script printed (not part of the JSON schema)
     worst: str | None = None  # the most severe finding's severity, None without findings
+    # the dry run: {"made_up": "`fit` at m.py:9" | None, "writes": [{"path", "kind"}]}:
+    # whose values were made up, and what the script wrote into the scratch folder
+    dry_run: dict | None = None
 
     def finish(self) -> "FileReport":
         """Set ``status`` and ``worst`` from the error, the findings and the models."""
@@ -242,7 +245,8 @@ class FileReport:
         return {"path": self.path, "status": self.status, "worst": self.worst,
                 "error": asdict(self.error) if self.error else None,
                 "models": [m.to_dict() for m in self.models],
-                "diagnostics": [d.to_dict() for d in self.diagnostics]}
+                "diagnostics": [d.to_dict() for d in self.diagnostics],
+                "dry_run": self.dry_run}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FileReport":
@@ -252,6 +256,7 @@ class FileReport:
                 [ModelEntry.from_dict(m) for m in d.get("models", [])],
                 [Diagnostic.from_dict(x) for x in d.get("diagnostics", [])])
         f.worst = d.get("worst", worst_severity(f.diagnostics))
+        f.dry_run = d.get("dry_run")
         return f
 
 

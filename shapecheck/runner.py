@@ -35,6 +35,7 @@ RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
 # The child's stream, next to its result file: one JSON line per event, and the
 # last checkpoint of the analysis ({"report": FileReport, "recorded": n}).
 EVENTS_SUFFIX = ".events"
+SCRATCH_SUFFIX = ".scratch"  # the child's write sandbox, removed with the result's folder
 CHECKPOINT_SUFFIX = ".checkpoint"
 
 STARTUP_TIMEOUT = 300.0  # Python, shapecheck, Keras and its backend imported, capture on
