@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -162,6 +164,30 @@ def render_unchecked(console: Console, f: FileReport) -> None:
                       "model[/] — nothing was checked.")
 
 
+def render_dry_run(console: Console, f: FileReport) -> None:
+    """Once per script: the values the dry run made up, the files it kept away."""
+    dry = f.dry_run or {}
+    if dry.get("made_up"):
+        console.print(f"[dim]note: dry run: fit/evaluate/predict returned made-up values "
+                      f"(first: {escape(dry['made_up'])}); nothing was trained[/]")
+    writes = dry.get("writes") or []
+    home = os.path.expanduser("~") + os.sep
+    processes = [w["path"] for w in writes if w["kind"] == "process"]
+    files = [w for w in writes if w["kind"] != "process"]
+    caches = [w for w in files if w["path"].startswith(home)]
+    shown = [f"{'deleted ' if w['kind'] == 'deleted' else ''}{w['path']}"
+             for w in files if w not in caches]
+    if caches:
+        shown.append(f"{len(caches)} cache file(s) in your home folder")
+    if shown:
+        listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
+        console.print(f"[dim]note: what the script wrote went to a scratch folder, dropped "
+                      f"after the check (your files are unchanged): {escape(listed)}[/]")
+    for command in processes:
+        console.print(f"[yellow]note: the script started a process whose writes are not "
+                      f"sandboxed: {escape(command)}[/]")
+
+
 def render_file(console: Console, f: FileReport, *, tables: bool = True) -> None:
     if f.error is not None:
         render_error(console, f)
@@ -170,6 +196,7 @@ def render_file(console: Console, f: FileReport, *, tables: bool = True) -> None
             console.print()
             render_model(console, model)
     render_unchecked(console, f)
+    render_dry_run(console, f)
     roots = [d for d in f.diagnostics if not d.follows]
     later = [d for d in f.diagnostics if d.follows]
     for d in roots:
