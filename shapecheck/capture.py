@@ -318,8 +318,14 @@ SAMPLE_TIMEOUT = 10.0  # seconds to wait for one batch of a generator or dataset
 
 
 def build_from_data(model: Any, feeds: list[Any]) -> None:
-    """Build a Sequential model that has no input shape as `fit` does: from the first
-    batch, every axis but the batch at the data's size."""
+    """Build a Sequential model that has no input shape from the first batch, as
+    `fit` does, keeping as named dims the axes no layer needs: Keras builds it at the
+    data's sizes but runs it on other sizes of such axes (sequence lengths).
+
+    Tried in turn, the first that every layer accepts: every axis but the batch
+    unknown; only the last axis at the data's size; every axis at the data's size
+    (what Keras refuses then is recorded as a finding), at once after a first
+    `Reshape`."""
     from keras import Sequential
 
     if not isinstance(model, Sequential) or getattr(model, "_functional", None) is not None:
@@ -328,7 +334,35 @@ def build_from_data(model: Any, feeds: list[Any]) -> None:
     shape = getattr(first, "shape", None)
     if shape is None:
         return
+    sizes = tuple(shape[1:])
+    trials = [(None,) * len(sizes), (None,) * (len(sizes) - 1) + sizes[-1:]]
+    if model.layers and type(model.layers[0]).__name__ == "Reshape":
+        trials = []  # its target fixes the element count: it needs every size
+    for trial in dict.fromkeys(t for t in trials if t != sizes):
+        _ACTIVE.append(model)  # a refused call raises, recording nothing
+        try:
+            model.build((None,) + trial)
+        except Exception:
+            pass
+        finally:
+            _ACTIVE.pop()
+        if getattr(model, "_functional", None) is not None:
+            return
+        _unbuild(model)
     try:
-        model.build((None,) + tuple(shape[1:]))
+        model.build((None,) + sizes)
     except Exception:  # what Keras refuses was recorded as a finding
         pass
+
+
+def _unbuild(model: Any) -> None:
+    """Undo a Sequential build that failed: its prepended input layer goes. Layers
+    built before the failing one keep their weights, which did not depend on the
+    unknown axes (or they would have refused)."""
+    from keras.layers import InputLayer
+
+    layers = model._layers
+    if layers and isinstance(layers[0], InputLayer):
+        model._layers = layers[1:]
+    model._functional = None
+    model.built = False
