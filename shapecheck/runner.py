@@ -427,25 +427,8 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
                                 path, *args)
         events = Events(result + EVENTS_SUFFIX)
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=child_env(run),
-                                start_new_session=True)
-        with STOP.lock:
-            STOP.procs.add(proc)
-        output = _Output(proc.stdout)
-        try:
-            ending = _supervise(proc, lambda now: events.overdue(now, start, timeout,
-                                                                 startup_timeout), events)
-        except BaseException:  # interrupted here (the Python API): no child left behind
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            with STOP.lock:
-                STOP.procs.discard(proc)
-            _end_group(proc)
-        text = output.text()
-        proc.stdout.close()
+        ending, text = _run_child(cmd, run, lambda now: events.overdue(
+            now, start, timeout, startup_timeout), events)
         return _file_report(path, result, events, ending, text, timeout=timeout,
                             startup_timeout=startup_timeout, saved=saved)
 
@@ -495,6 +478,30 @@ def _file_report(path: str, result: str, events: Events, ending: _Ending, text: 
     return report
 
 
+def _run_child(cmd: list[str], run: Any, overdue: Any, events: "Events") -> tuple[Any, str]:
+    """Start the child in a session of its own, supervise it until it ends (a limit
+    from ``overdue``, a signal to us), leave no process of it; its ending and output."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=child_env(run),
+                            start_new_session=True)
+    with STOP.lock:
+        STOP.procs.add(proc)
+    output = _Output(proc.stdout)
+    try:
+        ending = _supervise(proc, overdue, events)
+    except BaseException:  # interrupted here (the Python API): no child left behind
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        with STOP.lock:
+            STOP.procs.discard(proc)
+        _end_group(proc)
+    text = output.text()
+    proc.stdout.close()
+    return ending, text
+
+
 def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
                          run: Any = None) -> list[FileReport]:
     """Check several scripts one after another in one child process.
@@ -507,26 +514,8 @@ def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
     with tempfile.TemporaryDirectory(prefix="shapecheck-") as tmp:
         cmd = child_command("--stream", "--many", tmp, *paths)
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=child_env(run),
-                                start_new_session=True)
-        with STOP.lock:
-            STOP.procs.add(proc)
-        output = _Output(proc.stdout)
-        nothing = Events(os.devnull)
-        try:
-            ending = _supervise(proc, lambda now: "timeout" if now > start + timeout else None,
-                                nothing)
-        except BaseException:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            with STOP.lock:
-                STOP.procs.discard(proc)
-            _end_group(proc)
-        text = output.text()
-        proc.stdout.close()
+        ending, text = _run_child(cmd, run, lambda now: "timeout" if now > start + timeout
+                                  else None, Events(os.devnull))
         out: list[FileReport] = []
         ended: str | None = None  # the script during which the child ended
         for i, path in enumerate(paths):
