@@ -366,3 +366,15 @@ def _unbuild(model: Any) -> None:
         model._layers = layers[1:]
     model._functional = None
     model.built = False
+    for layer in model._layers:
+        if not layer.built:
+            _unbuild_parts(layer)
+
+
+def _unbuild_parts(layer: Any) -> None:
+    """A layer whose build failed may have marked a part built before that part made
+    its weights (an RNN cell's `build` calls `Layer.build` first): such a part,
+    built but holding no weights, is built again with the layer."""
+    for part in layer._flatten_layers(include_self=False, recursive=True):
+        if part.built and not part.weights:
+            part.built = False

@@ -20,3 +20,19 @@ def test_models_without_input_keras_fails_on_are_found() -> None:
     [f] = shapecheck.check_script(str(FIXTURES / "sequential_no_input_errors.py")).files
     codes = sorted((d.code, d.line) for d in f.diagnostics if d.severity == "error")
     assert codes == [("SC102", 6), ("SC703", 11)]  # at the LSTM; at the Dense(10)
+
+
+def test_model_built_from_data_still_runs_for_the_script(tmp_path: Path) -> None:
+    # The trial builds (time axis unknown first) must leave every layer whole: an
+    # LSTM cell marked built by a refused trial would lose its kernel for good.
+    script = tmp_path / "rnn.py"
+    script.write_text(
+        "import numpy as np, keras\n"
+        "m = keras.Sequential([keras.layers.LSTM(8), keras.layers.Dense(1)])\n"
+        "m.compile('adam', 'mse')\n"
+        "m.fit(np.random.rand(32, 10, 3), np.random.rand(32, 1))\n"
+        "out = m(np.random.rand(4, 12, 3).astype('float32'))\n"
+        "assert tuple(out.shape) == (4, 1), out.shape\n")
+    [f] = shapecheck.check_script(str(script)).files
+    assert f.error is None, f.error
+    assert len(f.models) == 1 and f.diagnostics == []
