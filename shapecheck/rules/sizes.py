@@ -148,6 +148,18 @@ def _spatial(op: Any, spatial: int) -> list[int]:
     return list(range(1, spatial + 1))
 
 
+_SPATIAL_NAMES = {1: ("steps",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def axis_name(op: Any, axis: int, spatial: int) -> str:
+    """What ``op``'s data format calls input ``axis``: height, width, depth, steps, channels."""
+    names = _SPATIAL_NAMES.get(spatial)
+    if names is None or not 1 <= axis <= spatial + 1:
+        return f"axis {axis}"
+    space = _spatial(op, spatial)
+    return names[space.index(axis)] if axis in space else "channels"
+
+
 def _crop_pairs(op: Any, spatial: int) -> list[tuple[int, int]]:
     value = op.cropping
     if spatial == 1 and len(value) == 2 and all(isinstance(v, int) for v in value):
@@ -216,10 +228,16 @@ def too_short(windows: list[AxisWindow]) -> list[AxisWindow]:
     return [w for w in windows if isinstance(w.out, int) and w.out <= 0]
 
 
-def _describe(call_text: str, shape: tuple, bad: list[AxisWindow]) -> str:
-    """``Conv1D `c` slides a window of 5 along axis 1 of (batch, 3, 100), which ...``."""
+def _describe(call_text: str, shape: tuple, bad: list[AxisWindow], op: Any = None) -> str:
+    """``Conv1D `c` slides a window of 5 along axis 1 (steps) of (batch, 3, 100), ...``."""
     w = bad[0]
-    where = f"axis {w.axis} of {dims.fmt_shape(shape)}"
+    rank = _spatial_rank(op, shape) if op is not None else 0
+
+    def named(axis: int) -> str:
+        return f"axis {axis} ({axis_name(op, axis, rank)})" if rank in _SPATIAL_NAMES \
+            else f"axis {axis}"
+
+    where = f"{named(w.axis)} of {dims.fmt_shape(shape)}"
     if w.kind == "crop":
         text = (f"{call_text} crops {w.detail.split(' ', 1)[1]} = {w.span} steps from "
                 f"{where}, which has only {dims.fmt(w.size)}: {dims.fmt(w.out)} would be left")
@@ -228,7 +246,7 @@ def _describe(call_text: str, shape: tuple, bad: list[AxisWindow]) -> str:
         text = (f"{call_text} {verb} {w.span} along {where}, which has only "
                 f"{dims.fmt(w.size)} step{'' if w.size == 1 else 's'} ({w.detail}; the "
                 f"output axis would have {dims.fmt(w.out)})")
-    more = [f"axis {v.axis} ({dims.fmt(v.size)} for {v.span})" for v in bad[1:]]
+    more = [f"{named(v.axis)}: {dims.fmt(v.size)} for {v.span}" for v in bad[1:]]
     if more:
         text += "; also " + ", ".join(more)
     return text
@@ -410,7 +428,7 @@ def refused_window(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
             f"{name}: a window does not fit its input ({first})",
             shapes={"input": x} if x is not None else None,
             hint="use `padding=\"same\"`, a smaller window, or a larger input")
-    return failure_finding(SHRINKS, failure, ctx, call, _describe(name, x, bad),
+    return failure_finding(SHRINKS, failure, ctx, call, _describe(name, x, bad, op),
                            shapes={"input": x}, hint=_window_hint(ctx, call, op, x, bad))
 
 
@@ -433,7 +451,8 @@ def window_never_fits(ctx: ModelContext) -> Iterator[Any]:
         x = ctx.in_shapes(call)[0] if call.inputs and req.layer == call.name else None
         bad = too_short(window_axes(call.op, x) or []) if x is not None else []
         if bad:
-            yield ctx.finding(SHRINKS, call, _describe(name, x, bad), shapes={"input": x},
+            yield ctx.finding(SHRINKS, call, _describe(name, x, bad, call.op),
+                              shapes={"input": x},
                               hint=_window_hint(ctx, call, call.op, x, bad))
         else:
             yield ctx.finding(SHRINKS, call,
