@@ -97,7 +97,9 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     executes each model after the static pass and marks what it confirms.
     """
     from shapecheck.rules.context import ModelContext
-    from shapecheck.rules.engine import (data_findings, dedupe, explain_failure, mark_follows,
+    from shapecheck.rules.causes import blame_causes
+    from shapecheck.rules.engine import (data_findings, dedupe, explain_failure,
+                                         follows_text, mark_consequences, mark_follows,
                                          model_findings)
     from shapecheck.rules.sizes import minimum_sizes
 
@@ -126,8 +128,12 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             mine += model_findings(ctx)
             mine += from_data
             mark_follows(ctx, mine, roots)
+            after = mark_consequences(ctx, mine)
             minimums = minimum_sizes(ctx)
             executed = execute_model(ctx, mine, bound, minimums, run) if run else None
+            blame_causes(ctx, mine, bound)
+            for d, root in after:  # name the root where it now sits
+                d.follows = follows_text(root)
             found += mine
             entry = model_entry(model, path, line, show, bindings, shapes)
             entry.data = [{"data": b.describe(show), "dims": dict(b.values),

@@ -122,6 +122,30 @@ class ModelEntry:
 
 
 @dataclass
+class Location:
+    """A second place a finding concerns (where the shape broke, for one)."""
+
+    path: str | None = None
+    line: int | None = None
+    col: int | None = None
+    end_col: int | None = None
+    layer: str | None = None
+    source: str | None = None
+    message: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Location":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def where(self) -> str:
+        if not self.path:
+            return ""
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+@dataclass
 class Diagnostic:
     code: str
     severity: str  # "error" | "warning" | "info"
@@ -141,6 +165,9 @@ class Diagnostic:
     data: str | None = None  # the data that shows it: "`fit` at model.py:62, batch 1 of 4"
     confirmed: bool | None = None  # --run: seen when executed (True), not seen (False), not run
     run: str | None = None  # --run: what execution showed, in words
+    argument: str | None = None  # the layer argument at fault: "return_sequences=True"
+    related: list[Location] = field(default_factory=list)  # where the shape broke, ...
+    also_in: list[str] = field(default_factory=list)  # other models with the same finding
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,7 +175,9 @@ class Diagnostic:
     @classmethod
     def from_dict(cls, d: dict) -> "Diagnostic":
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        fields = {k: v for k, v in d.items() if k in known}
+        fields["related"] = [Location.from_dict(r) for r in fields.get("related") or ()]
+        return cls(**fields)
 
     @property
     def where(self) -> str:

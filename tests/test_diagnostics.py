@@ -203,7 +203,11 @@ def test_seed003_targets_of_other_lengths_than_repeatvector() -> None:
     shape = [d for d in findings(proc) if d["code"] == "SC703"]
     assert shape, findings(proc)
     assert all("RepeatVector(9)" in d["message"] for d in shape)
-    assert {d["line"] for d in shape} == {line_of(path, "TimeDistributed(Dense")}
+    # at the cause, RepeatVector's n; the output where the targets meet it is related
+    assert {d["line"] for d in shape} == {line_of(path, "model.add(RepeatVector")}
+    assert {d["argument"] for d in shape} == {"n=9"}
+    assert {r["line"] for d in shape for r in d["related"]} == \
+        {line_of(path, "TimeDistributed(Dense")}
     frozen = [d for d in findings(proc) if d["code"] == "SC203"]
     assert [d["line"] for d in frozen] == [line_of(path, "model.add(RepeatVector")]
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shapecheck.report import Diagnostic, FileReport, ModelEntry, Report
+from shapecheck.report import Diagnostic, FileReport, Location, ModelEntry, Report
 
 
 def _dim(d: object) -> str:
@@ -111,12 +111,17 @@ def render_finding(console: Console, d: Diagnostic) -> None:
             console.print(f"  [blue]{gutter} |[/] {' ' * (d.col - 1)}[{colour}]{'^' * width}[/]",
                           soft_wrap=True)
         console.print(f"  [blue]{gutter} |[/]")
+    for r in d.related:
+        render_related(console, r, colour)
     eq = f"  [blue]{' ' * len(str(d.line or ''))} =[/]"
     for label, shape in d.shapes.items():
         console.print(f"{eq} {escape(label)}: [green]{escape(_shape(shape))}[/]")
     for name, origin in d.dims.items():
         if name != "batch":
             console.print(f"{eq} dim [green]{escape(name)}[/]: {escape(str(origin))}")
+    if d.also_in:
+        console.print(f"{eq} also in model(s): {escape(', '.join(d.also_in))} "
+                      "(they share the layer)")
     if d.data:
         console.print(f"{eq} data: {escape(d.data)}")
     if d.hint:
@@ -124,6 +129,19 @@ def render_finding(console: Console, d: Diagnostic) -> None:
     if d.confirmed is not None:
         mark = "[green]✓ confirmed[/]" if d.confirmed else "[yellow]✗ not confirmed[/]"
         console.print(f"{eq} {mark}: {escape(d.run or '')}")
+
+
+def render_related(console: Console, r: Location, colour: str) -> None:
+    """A second place of a finding: "note: the shape breaks here", with its line."""
+    at = f"`{r.layer}` at " if r.layer else ""
+    console.print(f"  [bold]note[/]: {escape(r.message)}: {escape(at + r.where)}")
+    if r.source and r.line:
+        gutter = " " * len(str(r.line))
+        console.print(f"  [blue]{r.line} |[/] {escape(r.source)}", soft_wrap=True)
+        if r.col:
+            width = max(1, (r.end_col or len(r.source.rstrip())) - r.col + 1)
+            console.print(f"  [blue]{gutter} |[/] {' ' * (r.col - 1)}[{colour}]{'-' * width}[/]",
+                          soft_wrap=True)
 
 
 def render_consequence(console: Console, d: Diagnostic) -> None:

@@ -49,6 +49,10 @@ def annotation(d: Diagnostic) -> str:
                 props["endColumn"] = d.end_col
     props["title"] = f"{d.code} {d.name}" if d.name else d.code
     message = d.message
+    for r in d.related:
+        message += f"\nnote: {r.message}: " + (f"`{r.layer}` at " if r.layer else "") + r.where
+    if d.also_in:
+        message += f"\nalso in model(s): {', '.join(d.also_in)}"
     if d.hint:
         message += f"\nhelp: {d.hint}"
     if d.follows:

@@ -96,6 +96,11 @@ def _finding(i: int, d: Diagnostic, tab: int, base: str | None) -> str:
         extra.append(" in ".join(at))
     if d.follows:
         extra.append(f"follows {escape(d.follows)}")
+    for r in d.related:
+        layer = f"<code>{escape(r.layer)}</code> at " if r.layer else ""
+        extra.append(f"{escape(r.message)}: {layer}{escape(r.where)}")
+    if d.also_in:
+        extra.append("also in " + ", ".join(f"<code>{escape(m)}</code>" for m in d.also_in))
     if d.data:
         extra.append(f"shown by {_prose(d.data)}")
     if d.confirmed is not None:

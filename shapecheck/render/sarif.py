@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import shapecheck
 from shapecheck.render.text import ordered
-from shapecheck.report import Diagnostic, FileReport, Report
+from shapecheck.report import Diagnostic, FileReport, Location, Report
 from shapecheck.rules.catalog import RuleSpec
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -79,7 +79,7 @@ def fingerprint(d: Diagnostic) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def region(d: Diagnostic) -> dict | None:
+def region(d: Diagnostic | Location) -> dict | None:
     if not d.line:
         return None
     r: dict = {"startLine": d.line}
@@ -92,7 +92,7 @@ def region(d: Diagnostic) -> dict | None:
     return r
 
 
-def location(d: Diagnostic) -> dict:
+def location(d: Diagnostic | Location) -> dict:
     physical: dict = {"artifactLocation": artifact_location(d.path or "")}
     r = region(d)
     if r is not None:
@@ -111,13 +111,19 @@ def result(d: Diagnostic, rule_index: dict[str, int]) -> dict:
     out["message"] = {"text": text}
     if d.path:
         out["locations"] = [location(d)]
+    related = [r for r in d.related if r.path]
+    if related:
+        out["relatedLocations"] = [dict(location(r), id=i + 1, message={"text": r.message})
+                                   for i, r in enumerate(related)]
     out["partialFingerprints"] = {FINGERPRINT: fingerprint(d)}
     props: dict = {"model": d.model, "layer": d.layer, "shapes": d.shapes, "dims": d.dims,
                    "confirmed": d.confirmed}
-    for name in ("follows", "data", "run"):
+    for name in ("follows", "data", "run", "argument"):
         value = getattr(d, name)
         if value is not None:
             props[name] = value
+    if d.also_in:
+        props["also_in"] = d.also_in
     out["properties"] = props
     return out
 

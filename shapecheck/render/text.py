@@ -50,6 +50,8 @@ def place(d: Diagnostic) -> str:
 
 def finding_line(d: Diagnostic) -> str:
     text = f"{place(d)}: {d.code} [{d.severity}] {one_line(d.message)}"
+    for r in d.related:
+        text += f" ({r.message}: {r.where})"
     if d.follows:
         text += f" (follows from {d.follows})"
     return text

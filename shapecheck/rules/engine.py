@@ -54,8 +54,35 @@ def mark_follows(ctx: ModelContext, findings: Iterable[Diagnostic],
             if c.failure is not None and id(c.failure) in roots:
                 root = roots[id(c.failure)]
                 if root is not d:
-                    d.follows = f"{root.code} at {root.where} (`{root.layer}`)"
+                    d.follows = follows_text(root)
                 break
+
+
+def mark_consequences(ctx: ModelContext, findings: list[Diagnostic]
+                      ) -> list[tuple[Diagnostic, Diagnostic]]:
+    """Mark each error downstream of another error of this model's layers as following
+    from the most upstream one; the ``(follower, root)`` pairs."""
+    order = {c.name: i for i, c in enumerate(ctx.calls)}
+    roots = sorted((d for d in findings if d.severity == "error" and d.follows is None
+                    and not d.code.startswith("SC6") and d.layer in order),
+                   key=lambda d: order[d.layer or ""])
+    pairs = []
+    for d in findings:
+        call = ctx.by_name.get(d.layer or "")
+        if d.follows is not None or d.severity != "error" or call is None:
+            continue
+        above = ctx.ancestors(call)
+        root = next((r for r in roots if r is not d and ctx.by_name[r.layer or ""].id in above),
+                    None)
+        if root is not None:
+            pairs.append((d, root))
+    for d, root in pairs:
+        d.follows = follows_text(root)
+    return pairs
+
+
+def follows_text(root: Diagnostic) -> str:
+    return f"{root.code} at {root.where} (`{root.layer}`)"
 
 
 def script_error_findings(info: Any) -> list[Diagnostic]:
@@ -69,14 +96,26 @@ def script_error_findings(info: Any) -> list[Diagnostic]:
 
 
 def dedupe(findings: Iterable[Diagnostic]) -> list[Diagnostic]:
-    """One finding per rule, place and message (models share layers), in line order."""
+    """One finding per rule, place and message; across models that share a layer (a
+    trained model, its inference model) one per rule, layer and message: the first,
+    naming the others."""
     seen: set[tuple] = set()
+    first: dict[tuple, Diagnostic] = {}
     out = []
     for d in findings:
         k = (d.code, d.path, d.line, d.col, d.layer, d.message)
-        if k not in seen:
-            seen.add(k)
-            out.append(d)
+        if k in seen:
+            continue
+        shared = (d.code, d.path, d.layer, d.message)
+        kept = first.get(shared) if d.layer is not None else None
+        if kept is not None and d.model is not None and kept.model != d.model:
+            if d.model not in kept.also_in:
+                kept.also_in.append(d.model)
+            continue
+        seen.add(k)
+        if d.layer is not None:
+            first.setdefault(shared, d)
+        out.append(d)
     return out
 
 

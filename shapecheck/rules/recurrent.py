@@ -278,33 +278,43 @@ _STATE_INDEX = re.compile(r"initial state (\d+)")
 
 @model_check
 def state_width(ctx: ModelContext) -> Iterator[Any]:
-    from keras import layers
-
+    """One finding per call and kind of mismatch, naming every state it concerns."""
+    groups: dict[tuple[int, str, str, str], list[tuple[int, Any]]] = {}
     for c in ctx.scope.constraints:
         call = ctx.by_name.get(c.layer)
         if call is None or c.holds is not False or not _state_constraint(ctx, call, c):
             continue
         m = _STATE_INDEX.match(c.reason)
-        i = int(m.group(1)) if m else 0
-        given = _initial_state_keys(call) or []
-        tensor = given[i] if i < len(given) else None
-        shape = ctx.tensor_shape(id(tensor)) if tensor is not None else None
-        src = ctx.producer(id(tensor)) if tensor is not None else None
-        inner = call.op.forward_layer if isinstance(call.op, layers.Bidirectional) else call.op
-        units = getattr(inner, "units", None) or getattr(inner, "filters", None)
         what = "batch size" if "its batch size" in c.reason else "width"
-        message = (f"initial state {i} of {_cell_name(call.op)} `{call.name}` has {what} "
-                   f"{dims.fmt(c.lhs)}; the layer carries {dims.fmt(c.rhs)}"
-                   + (f" ({units} units)" if units and what == "width" else ""))
-        if src is not None and src.cls == "Concatenate" and what == "width":
-            hint = (f"`{src.name}` concatenates forward and backward states: give "
-                    f"`{call.name}` units={dims.fmt(c.lhs)}, or project the state to "
-                    f"{dims.fmt(c.rhs)} with a Dense layer")
-        else:
-            hint = (f"give the state {dims.fmt(c.rhs)} features (a Dense projection) or "
-                    f"the layer units={dims.fmt(c.lhs)}")
-        yield ctx.finding(STATE_WIDTH, call, message,
-                          shapes={f"initial_state[{i}]": shape}, hint=hint)
+        key = (call.id, what, dims.fmt(c.lhs), dims.fmt(c.rhs))
+        groups.setdefault(key, []).append((int(m.group(1)) if m else 0, c))
+    for (call_id, what, got, want), states in groups.items():
+        yield _state_finding(ctx, ctx.by_id[call_id], what, got, want,
+                             sorted({i for i, _ in states}))
+
+
+def _state_finding(ctx: ModelContext, call: Any, what: str, got: str, want: str,
+                   indices: list[int]) -> Any:
+    from keras import layers
+
+    given = _initial_state_keys(call) or []
+    tensors = {i: given[i] for i in indices if i < len(given)}
+    shapes = {f"initial_state[{i}]": ctx.tensor_shape(id(t)) for i, t in tensors.items()}
+    srcs = [ctx.producer(id(t)) for t in tensors.values()]
+    inner = call.op.forward_layer if isinstance(call.op, layers.Bidirectional) else call.op
+    units = getattr(inner, "units", None) or getattr(inner, "filters", None)
+    which = (f"initial state {indices[0]}" if len(indices) == 1 else
+             "initial states " + ", ".join(map(str, indices[:-1])) + f" and {indices[-1]}")
+    verb = "has" if len(indices) == 1 else "have"
+    message = (f"{which} of {_cell_name(call.op)} `{call.name}` {verb} {what} {got}; the "
+               f"layer carries {want}" + (f" ({units} units)" if units and what == "width" else ""))
+    concat = next((s for s in srcs if s is not None and s.cls == "Concatenate"), None)
+    if concat is not None and what == "width":
+        hint = (f"`{concat.name}` concatenates forward and backward states: give "
+                f"`{call.name}` units={got}, or project the state to {want} with a Dense layer")
+    else:
+        hint = f"give the state {want} features (a Dense projection) or the layer units={got}"
+    return ctx.finding(STATE_WIDTH, call, message, shapes=shapes, hint=hint)
 
 
 # --- SC403 / SC404: refused calls caused by a missing time axis ----------------------

@@ -1,0 +1,408 @@
+"""Blame the cause: move a finding from the layer where a shape broke to the layer
+argument that made the shape wrong (``return_sequences``, ``padding``, ``strides``,
+``n``, ``units``), keeping the place where it broke as a related location.
+
+An axis is traced back through the layers that keep it in place (Dense, convolutions,
+pooling, recurrent layers over sequences, elementwise layers): each step records the
+axis's size before and after the layer.  A culprit is chosen only where the trace
+makes it plain; otherwise the finding stays where it broke.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from shapecheck import dims
+from shapecheck.graph import LayerCall
+from shapecheck.report import Diagnostic, Location
+from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, source_line
+
+_RNNS = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
+_CONVS = {"Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
+          "DepthwiseConv1D", "DepthwiseConv2D"}
+_TRANSPOSED = {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
+_POOLS = {"MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
+          "AveragePooling2D", "AveragePooling3D"}
+_UPSAMPLING = {"UpSampling1D", "UpSampling2D", "UpSampling3D"}
+_CROPPING = {"Cropping1D", "Cropping2D", "Cropping3D"}
+_PADDING = {"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"}
+_ELEMWISE = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+# Layers whose every axis keeps its place; the channels axis too.
+_KEEP_ALL = SHAPE_PRESERVING | _POOLS | _UPSAMPLING | _CROPPING | _PADDING | _ELEMWISE | {
+    "Normalization", "Rescaling"}
+# Layers that keep every axis but the channels, which they set.
+_SET_CHANNELS = _CONVS | _TRANSPOSED | {"Dense", "EinsumDense"}
+
+# What each kind of layer argument is called, by the size change it makes.
+_TARGET_CODES = {"SC703", "SC704"}
+_MERGE_CODES = {"SC301", "SC604"}
+_MISSING_TIME_CODES = {"SC102", "SC403", "SC404"}
+
+
+@dataclass
+class Step:
+    """One layer on an axis's way: its size going in (None where it starts) and out."""
+
+    call: LayerCall
+    axis: int  # the axis's index in the layer's output
+    size_in: Any
+    size_out: Any
+
+
+@dataclass
+class Cause:
+    call: LayerCall
+    argument: str  # "return_sequences=True"
+    why: str  # what the argument did, in words
+    arithmetic: str | None = None  # "290 → 145 → 73 → 146 → 292 ≠ 290"
+    fix: str | None = None
+
+
+def _rnn(call: LayerCall) -> Any:
+    """The recurrent layer of ``call`` (a Bidirectional's forward layer), or None."""
+    if call.cls in _RNNS:
+        return call.op
+    if call.cls == "Bidirectional":
+        return getattr(call.op, "forward_layer", None)
+    return None
+
+
+def _channels_axis(call: LayerCall, rank: int) -> int:
+    fmt = getattr(call.op, "data_format", None)
+    return 1 if fmt == "channels_first" else rank - 1
+
+
+def _source_axis(ctx: ModelContext, call: LayerCall, axis: int) -> tuple[int, int] | None:
+    """The input tensor and axis that output ``axis`` of ``call`` keeps in place, or
+    None where the layer makes the axis (or moves axes in a way not followed)."""
+    if not call.inputs or call.is_input:
+        return None
+    outs = ctx.out_shapes(call)
+    ins = ctx.in_shapes(call)
+    if not outs or not ins or outs[0] is None or ins[0] is None:
+        return None
+    out, first = outs[0], ins[0]
+    rank = len(out)
+    if call.cls == "RepeatVector":
+        return (call.inputs[0], 1) if axis == 2 else None
+    if call.cls == "Embedding":
+        return (call.inputs[0], axis) if axis < rank - 1 else None
+    if len(first) != rank:
+        return None
+    if call.cls in _KEEP_ALL:
+        return call.inputs[0], axis
+    if call.cls in _SET_CHANNELS:
+        return None if axis == _channels_axis(call, rank) else (call.inputs[0], axis)
+    rnn = _rnn(call)
+    if rnn is not None and getattr(rnn, "return_sequences", False) and rank == 3:
+        return (call.inputs[0], axis) if axis < 2 else None
+    if call.cls == "TimeDistributed":
+        return (call.inputs[0], axis) if axis < 2 else None
+    if call.cls == "Concatenate":
+        along = getattr(call.op, "axis", -1) % rank
+        return None if axis == along else (call.inputs[0], axis)
+    return None
+
+
+def trace(ctx: ModelContext, key: int, axis: int, limit: int = 500) -> list[Step]:
+    """The steps that made ``axis`` of tensor ``key``, from where it starts to it."""
+    steps: list[Step] = []
+    while len(steps) < limit:
+        call = ctx.producer(key)
+        if call is None:
+            break
+        outs = ctx.out_shapes(call)
+        idx = ctx.graph.producer[key][1]
+        shape = outs[idx] if idx < len(outs) else None
+        if shape is None or axis >= len(shape):
+            break
+        src = _source_axis(ctx, call, axis) if idx == 0 else None
+        size_in = None
+        if src is not None:
+            in_shape = ctx.tensor_shape(src[0])
+            size_in = in_shape[src[1]] if in_shape is not None else None
+        steps.append(Step(call, axis, size_in, shape[axis]))
+        if src is None:
+            break
+        key, axis = src
+    steps.reverse()
+    return steps
+
+
+# --- sizes ---------------------------------------------------------------------------
+
+
+def _value(d: Any, values: dict[str, int]) -> int | None:
+    return d if isinstance(d, int) else dims.evaluate(d, values)
+
+
+def _same(a: Any, b: Any, values: dict[str, int]) -> bool:
+    if dims.equal(a, b) is True:
+        return True
+    va, vb = _value(a, values), _value(b, values)
+    return va is not None and va == vb
+
+
+def _changed(step: Step, values: dict[str, int]) -> bool:
+    return step.size_in is not None and not _same(step.size_in, step.size_out, values)
+
+
+def _window(op: Any, axis: int, rank: int, attr: str) -> int:
+    v = getattr(op, attr, None)
+    if v is None:
+        return 1
+    if isinstance(v, int):
+        return v
+    v = tuple(v)
+    if not v:
+        return 1
+    fmt = getattr(op, "data_format", "channels_last")
+    spatial = axis - (2 if fmt == "channels_first" else 1)
+    return int(v[spatial]) if 0 <= spatial < len(v) else int(v[0])
+
+
+def _stride(step: Step, rank: int) -> int:
+    op = step.call.op
+    if step.call.cls in _POOLS:
+        return _window(op, step.axis, rank, "strides") or _window(op, step.axis, rank, "pool_size")
+    return _window(op, step.axis, rank, "strides")
+
+
+def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
+                values: dict[str, int], *, origin_ok: bool) -> Cause | None:
+    """The layer argument that took the axis away from ``want`` on its way."""
+    if not steps:
+        return None
+    rank = len(ctx.out_shapes(steps[-1].call)[0] or ())
+    right = [i for i, s in enumerate(steps) if _same(s.size_out, want, values)]
+    if not right:
+        first = steps[0]
+        return _origin_cause(first, want, values) if origin_ok else None
+    after = steps[right[-1] + 1:]
+    changers = [s for s in after if _changed(s, values)]
+    if not changers:
+        return None
+    chain = " → ".join(_fmt(s, values) for s in [steps[right[-1]]] + changers)
+    chain += f" ≠ {_fmt_dim(want, values)}"
+    factor = 1
+    for s in changers:
+        if s.call.cls in _CONVS | _POOLS and _stride(s, rank) > 1:
+            factor *= _stride(s, rank)
+    for s in changers:  # a stride that rounds: the size did not divide
+        stride = _stride(s, rank) if s.call.cls in _CONVS | _POOLS else 1
+        size = _value(s.size_in, values)
+        if stride > 1 and size is not None and size % stride:
+            name = "pool_size" if s.call.cls in _POOLS and getattr(s.call.op, "strides", None) \
+                in (None, getattr(s.call.op, "pool_size", None)) else "strides"
+            return Cause(s.call, f"{name}={_arg(s.call.op, name)}",
+                         f"{size} is not a multiple of {stride}, so `{s.call.name}` rounds "
+                         f"{size}/{stride} to {_fmt_dim(s.size_out, values)}", chain,
+                         f"use a size that is a multiple of {factor} on this axis, or crop or "
+                         "pad to one before the strided layers")
+    for s in changers:  # a window that shrinks the axis
+        padding = str(getattr(s.call.op, "padding", "")).lower()
+        stride = _stride(s, rank) if s.call.cls in _CONVS | _POOLS else 1
+        if s.call.cls in _CONVS | _POOLS and padding == "valid" and \
+                not _same(dims.ceildiv(s.size_in, stride), s.size_out, values):
+            return Cause(s.call, "padding='valid'",
+                         f"`{s.call.name}` has no padding, so its window shrinks the axis "
+                         f"from {_fmt_dim(s.size_in, values)} to {_fmt_dim(s.size_out, values)}",
+                         chain, f"give `{s.call.name}` `padding=\"same\"`")
+        if s.call.cls in _CROPPING:
+            return Cause(s.call, f"cropping={_arg(s.call.op, 'cropping')}",
+                         f"`{s.call.name}` crops the axis to {_fmt_dim(s.size_out, values)}",
+                         chain, None)
+    if len(changers) == 1:
+        s = changers[0]
+        name = "size" if s.call.cls in _UPSAMPLING else (
+            "padding" if s.call.cls in _PADDING else "strides")
+        if hasattr(s.call.op, name):
+            return Cause(s.call, f"{name}={_arg(s.call.op, name)}",
+                         f"`{s.call.name}` takes the axis from {_fmt_dim(s.size_in, values)} "
+                         f"to {_fmt_dim(s.size_out, values)}", chain, None)
+    return None
+
+
+def _origin_cause(first: Step, want: Any, values: dict[str, int]) -> Cause | None:
+    """The layer that made an axis at a wrong size (RepeatVector(n), Dense(units))."""
+    call, op = first.call, first.call.op
+    got = _fmt_dim(first.size_out, values)
+    wanted = _fmt_dim(want, values)
+    if call.cls == "RepeatVector":
+        return Cause(call, f"n={op.n}", f"`{call.name}` repeats its input {got} times",
+                     None, f"use `RepeatVector({wanted})`, the length the rest needs")
+    for attr in ("units", "filters", "output_dim"):
+        if call.cls in _SET_CHANNELS | _RNNS | {"Embedding", "Bidirectional"} and \
+                isinstance(getattr(_rnn(call) or op, attr, None), int):
+            return Cause(call, f"{attr}={getattr(_rnn(call) or op, attr)}",
+                         f"`{call.name}` gives {got} {'features' if attr != 'filters' else 'channels'}",
+                         None, f"use `{attr}={wanted}`" if isinstance(want, int) else None)
+    return None
+
+
+def _arg(op: Any, name: str) -> str:
+    v = getattr(op, name, None)
+    if isinstance(v, list):
+        v = tuple(v)
+    if isinstance(v, tuple) and len(set(v)) == 1 and name in ("strides", "pool_size", "size"):
+        v = v[0]
+    return repr(v)
+
+
+def _fmt_dim(d: Any, values: dict[str, int]) -> str:
+    v = _value(d, values)
+    return str(v) if v is not None else dims.fmt(d)
+
+
+def _fmt(step: Step, values: dict[str, int]) -> str:
+    return _fmt_dim(step.size_out, values)
+
+
+# --- per kind of finding -------------------------------------------------------------
+
+
+def _shape_of(d: Diagnostic, prefix: str) -> tuple | None:
+    for label, shape in d.shapes.items():
+        if label.startswith(prefix) and shape is not None:
+            return tuple(dims.from_json(v) for v in shape)
+    return None
+
+
+def _output_key(ctx: ModelContext, call: LayerCall) -> int | None:
+    for k in call.outputs:
+        if k in ctx.graph.outputs:
+            return k
+    return call.outputs[0] if call.outputs else None
+
+
+def _time_kept(ctx: ModelContext, steps: list[Step]) -> Cause | None:
+    """The last recurrent layer that kept the time axis on its way."""
+    for s in reversed(steps):
+        rnn = _rnn(s.call)
+        if rnn is not None and getattr(rnn, "return_sequences", False):
+            return Cause(s.call, "return_sequences=True",
+                         f"`{s.call.name}` returns every step, so the time axis reaches the "
+                         "output", None, f"set `return_sequences=False` on `{s.call.name}` "
+                         "for one value per sequence")
+    return None
+
+
+def _time_dropped(ctx: ModelContext, call: LayerCall | None) -> Cause | None:
+    """The recurrent layer, upstream through layers that keep axes, that returned only
+    its last step."""
+    seen = 0
+    while call is not None and seen < 100:
+        seen += 1
+        rnn = _rnn(call)
+        if rnn is not None:
+            if getattr(rnn, "return_sequences", True):
+                return None
+            return Cause(call, "return_sequences=False",
+                         f"`{call.name}` returns only its last step, dropping the time axis",
+                         None, f"set `return_sequences=True` on `{call.name}`")
+        if call.cls not in _KEEP_ALL | {"Dense"} or not call.inputs:
+            return None
+        call = ctx.producer(call.inputs[0])
+    return None
+
+
+def _values_for(d: Diagnostic, bound: list[Any], show: Any) -> dict[str, int]:
+    """The sizes of the batch that showed ``d``; none for a finding of the model alone."""
+    if d.data is None:
+        return {}
+    for b in bound:
+        if d.data and b.describe(show) == d.data:
+            return dict(b.values)
+    return dict(bound[0].values) if bound else {}
+
+
+def _target_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | None:
+    call = ctx.by_name.get(d.layer or "")
+    out, y = _shape_of(d, "output"), _shape_of(d, "y")
+    if call is None or out is None or y is None:
+        return None
+    key = _output_key(ctx, call)
+    if key is None:
+        return None
+    if len(out) > len(y):  # an axis too many: a kept time axis
+        return _time_kept(ctx, trace(ctx, key, 1))
+    if len(out) < len(y):
+        return _time_dropped(ctx, call)
+    for axis in range(1, len(out)):
+        if not _same(out[axis], y[axis], values) and isinstance(y[axis], int):
+            return _size_cause(ctx, trace(ctx, key, axis), y[axis], values, origin_ok=True)
+    return None
+
+
+def _merge_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | None:
+    call = ctx.by_name.get((d.layer or "").split("/")[0])
+    if call is None or len(call.inputs) < 2:
+        return None
+    shapes = ctx.in_shapes(call)
+    if any(s is None for s in shapes) or len({len(s) for s in shapes}) != 1:
+        return None
+    rank = len(shapes[0])
+    along = getattr(call.op, "axis", None) if call.cls == "Concatenate" else None
+    for axis in range(1, rank):
+        if along is not None and axis == along % rank:
+            continue
+        sizes = [s[axis] for s in shapes]
+        if all(_same(sizes[0], v, values) for v in sizes[1:]):
+            continue
+        found = []
+        for i, key in enumerate(call.inputs):
+            others = [v for j, v in enumerate(sizes) if j != i]
+            if not all(_same(others[0], v, values) for v in others):
+                continue
+            cause = _size_cause(ctx, trace(ctx, key, axis), others[0], values, origin_ok=False)
+            if cause is not None:
+                found.append(cause)
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | None:
+    if d.code in _TARGET_CODES:
+        return _target_cause(ctx, d, values)
+    if d.code in _MERGE_CODES:
+        return _merge_cause(ctx, d, values)
+    if d.code in _MISSING_TIME_CODES:
+        call = ctx.by_name.get(d.layer or "")
+        if call is None or not call.inputs:
+            return None
+        return _time_dropped(ctx, ctx.producer(call.inputs[0]))
+    return None
+
+
+def blame_causes(ctx: ModelContext, findings: Iterable[Diagnostic],
+                 bound: list[Any] = ()) -> None:
+    """Move each finding whose cause is plain to the culprit's line (in place)."""
+    for d in findings:
+        if d.follows is not None or d.model != ctx.name or d.argument is not None:
+            continue
+        try:
+            cause = _cause(ctx, d, _values_for(d, list(bound), ctx.show))
+        except Exception:  # no culprit is better than a wrong one
+            cause = None
+        if cause is None:
+            continue
+        _move(ctx, d, cause)
+
+
+def _move(ctx: ModelContext, d: Diagnostic, cause: Cause) -> None:
+    d.argument = cause.argument
+    hint = cause.fix or d.hint
+    if cause.arithmetic:
+        hint = f"{cause.arithmetic}: {hint}" if hint else cause.arithmetic
+    d.hint = hint
+    c = cause.call
+    if c.name == d.layer and ctx.show(c.path) == d.path and c.line == d.line:
+        d.message = f"{d.message} — {cause.why}"
+        return
+    d.related.append(Location(path=d.path, line=d.line, col=d.col, end_col=d.end_col,
+                              layer=d.layer, source=d.source, message="the shape breaks here"))
+    d.message = f"{cause.why} ({cause.argument}); then: {d.message}"
+    d.layer, d.path, d.line = c.name, ctx.show(c.path), c.line
+    d.col, d.end_col, d.source = c.col, c.end_col, source_line(c.path, c.line)
+
