@@ -97,6 +97,7 @@ class Feed:
     problems: list[Problem] = field(default_factory=list)
     batch_size: int | None = None  # rows per batch when known
     steps: int | None = None  # batches per epoch when known
+    class_weight: Any = None  # the `class_weight` given to fit / train_on_batch, as given
 
     def add(self, kind: str, message: str, label: str = "") -> None:
         """Record a problem once: the same words for another batch (``message`` less its
@@ -532,6 +533,8 @@ def sample(call: Any, *, max_batches: int = 3, timeout: float = 10.0) -> list[Fe
     try:
         args = _arguments(call)
         feed.kind = "arrays" if method.endswith("_on_batch") else _data_kind(args.get("x"))
+        if method in ("fit", "train_on_batch"):
+            feed.class_weight = args.get("class_weight")
         _guard(feed, lambda: _main(feeds, args, max_batches, timeout))
         if method == "fit" and args.get("validation_data") is not None:
             val = Feed(method, "validation", feed.path, feed.line, "other")

@@ -109,7 +109,7 @@ def _fmt(shape: tuple) -> str:
     return dims.fmt_shape(tuple(shape))
 
 
-def _losses(ctx: ModelContext) -> dict[int, Any]:
+def output_losses(ctx: ModelContext) -> dict[int, Any]:
     """``output tensor key -> loss`` from the compile call (by tensor: one layer may give
     several outputs, a shared layer's calls share its name)."""
     if not ctx.compiled:
@@ -119,8 +119,9 @@ def _losses(ctx: ModelContext) -> dict[int, Any]:
     return {o.key: item for o, item in losses_per_output(loss, outs)}
 
 
-def _adjust(y: tuple, p: tuple) -> tuple[tuple, tuple]:
-    """Keras's ``squeeze_or_expand_to_same_rank`` on shapes."""
+def same_rank(y: tuple, p: tuple) -> tuple[tuple, tuple]:
+    """Keras's ``squeeze_or_expand_to_same_rank(y, p)`` on shapes (a trailing axis of 1
+    dropped or added when the ranks differ by one)."""
     if len(y) == len(p) + 1 and y[-1] == 1:
         return (y, p + (1,)) if len(p) == 1 else (y[:-1], p)
     if len(p) == len(y) + 1 and p[-1] == 1:
@@ -128,7 +129,7 @@ def _adjust(y: tuple, p: tuple) -> tuple[tuple, tuple]:
     return y, p
 
 
-def _broadcast(a: tuple, b: tuple) -> tuple | None:
+def broadcast(a: tuple, b: tuple) -> tuple | None:
     """NumPy broadcasting of two shapes (None: unknown size); None if impossible."""
     n = max(len(a), len(b))
     a2, b2 = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
@@ -145,7 +146,8 @@ def _broadcast(a: tuple, b: tuple) -> tuple | None:
     return tuple(out)
 
 
-def _agree(a: tuple, b: tuple) -> bool:
+def agree(a: tuple, b: tuple) -> bool:
+    """Same rank, and equal sizes wherever both are known."""
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
@@ -173,7 +175,8 @@ def target_structure(ctx: ModelContext, b: Binding) -> Iterator[Any]:
             yield data_finding(TARGET_STRUCTURE, ctx, b, f"targets: {p}",
                                hint="give one target per output, in output order or in a "
                                     "dict by output name")
-    if b.batch.y is None and b.feed.role in _NO_TARGETS and ctx.compiled and _losses(ctx):
+    if (b.batch.y is None and b.feed.role in _NO_TARGETS and ctx.compiled
+            and output_losses(ctx)):
         words, hint = _NO_TARGETS[b.feed.role]
         yield data_finding(TARGET_STRUCTURE, ctx, b,
                            f"the {words} data carries no targets, but the model is "
@@ -196,7 +199,7 @@ def target_checks(ctx: ModelContext, b: Binding) -> Iterator[Any]:
         return
     if any(p.kind == "rows" for p in b.feed.problems):  # x and y differ in length (SC606)
         return
-    losses = _losses(ctx)
+    losses = output_losses(ctx)
     for m in b.targets:
         call = ctx.producer(m.key)
         if call is None:
@@ -243,7 +246,7 @@ def _mismatch(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y
 
 def _sparse(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: tuple,
             units: Any, shapes: dict) -> Iterator[Any]:
-    if len(y) == len(pred) and _agree(y, pred) and units not in (None, 1) and m.info.one_hot:
+    if len(y) == len(pred) and agree(y, pred) and units not in (None, 1) and m.info.one_hot:
         yield data_finding(
             LABEL_ENCODING, ctx, b,
             f"{m.label} is one-hot {_fmt(y)} but the loss is sparse categorical "
@@ -251,7 +254,7 @@ def _sparse(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: 
             hint='use `loss="categorical_crossentropy"`, or feed `np.argmax(y, -1)`')
         return
     want = pred[:-1]
-    if not (_agree(y, want) or _agree(y, want + (1,))):
+    if not (agree(y, want) or agree(y, want + (1,))):
         yield _mismatch(ctx, b, m, call, want, y, shapes)
         return
     hi = m.info.max
@@ -265,7 +268,7 @@ def _sparse(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: 
 
 def _categorical(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple,
                  y: tuple, units: Any, shapes: dict) -> Iterator[Any]:
-    if units not in (None, 1) and (_agree(y, pred[:-1]) or _agree(y, pred[:-1] + (1,))) \
+    if units not in (None, 1) and (agree(y, pred[:-1]) or agree(y, pred[:-1] + (1,))) \
             and len(y) < len(pred) + 1 and (y[-1] == 1 or len(y) == len(pred) - 1):
         yield data_finding(
             LABEL_ENCODING, ctx, b,
@@ -274,7 +277,7 @@ def _categorical(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple
             hint='use `loss="sparse_categorical_crossentropy"`, or feed '
                  f"`keras.utils.to_categorical(y, {units})`")
         return
-    if not _agree(y, pred):
+    if not agree(y, pred):
         yield _mismatch(ctx, b, m, call, pred, y, shapes)
 
 
@@ -282,8 +285,8 @@ def _elementwise(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple
                  y: tuple, loss: str | None, shapes: dict) -> Iterator[Any]:
     if loss is None:
         return
-    ya, pa = _adjust(y, pred)
-    if _agree(ya, pa):
+    ya, pa = same_rank(y, pred)
+    if agree(ya, pa):
         if loss in BINARY and m.info.min is not None and (m.info.min < 0 or m.info.max > 1):
             yield data_finding(
                 LABEL_ENCODING, ctx, b,
@@ -291,7 +294,7 @@ def _elementwise(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple
                 "crossentropy wants labels in 0..1", call=call, shapes=shapes,
                 severity="warning", hint="map the labels to 0/1")
         return
-    joint = _broadcast(ya, pa)
+    joint = broadcast(ya, pa)
     if joint is None:
         yield _mismatch(ctx, b, m, call, pred, y, shapes)
         return
