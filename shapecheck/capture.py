@@ -217,6 +217,9 @@ def install() -> Capture:
 
     Layer.__init__ = init_layer
 
+    from shapecheck import layerweights
+
+    layerweights.install(Layer)  # weights refused while a layer is made or built
     _patch_training(Model)
     return CAPTURE
 

@@ -133,6 +133,40 @@ INCOMPATIBLE = define("SC105", "incompatible-dims", "error",
     ```
     """)
 
+WEIGHT_SHAPE = define("SC106", "weight-shape", "error",
+                      "a weight given to a layer has another shape than the layer makes", """
+    ## What it does
+    Reports an array given as a layer's weights whose shape is not the one
+    the layer's arguments make: `weights=[matrix]` for an `Embedding`,
+    `layer.set_weights([...])` (also with the wrong number of arrays, or
+    before the layer has weights), or an initializer holding an array
+    (`keras.initializers.Constant(matrix)`) whose shape does not fit when the
+    layer is built. The finding is at the user's line, with both shapes, and
+    says which argument to change (an `Embedding` whose `input_dim` and
+    `output_dim` are not the matrix's rows and columns, a PyTorch-style
+    transposed kernel).
+
+    Keras raises there, so the script stops at that line when it runs;
+    shapecheck goes on without those weights (a refused `weights=` or
+    `set_weights` sets nothing, a refused build gives a stand-in output) to
+    check the rest of the script.
+
+    ## Why is this bad
+    The script fails while the model is being made, with a message that
+    names the two shapes but not the argument to fix.
+
+    ## Example
+    ```python
+    matrix = np.load("glove.npy")                         # (412457, 400)
+    layers.Embedding(43, 100, weights=[matrix])
+    ```
+
+    ## Use instead
+    ```python
+    layers.Embedding(matrix.shape[0], matrix.shape[1], weights=[matrix])
+    ```
+    """)
+
 
 # --- what a layer wants ---------------------------------------------------------
 
@@ -254,6 +288,132 @@ def _tup(shape: tuple) -> str:
 
 
 # --- failure explainers ------------------------------------------------------------
+
+
+@failure_check(priority=10)
+def weight_shape(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
+    """SC106: weights Keras refused while the layer was made, set or built."""
+    from shapecheck.layerweights import errors_of
+
+    found = errors_of(failure.op)
+    if not failure.inputs and not failure.input_shapes:  # a refused set_weights / weights=
+        err = next((e for _, e in reversed(found)
+                    if e.source != "initializer" and e.message == failure.message), None)
+    else:  # a refused first call: an initializer that did not fit
+        err = next((e for part, e in reversed(found) if e.source == "initializer"
+                    and e.weight not in {v.name for v in part.weights}), None)
+    if err is None:
+        return None
+    op = failure.op
+    if err.source == "initializer":
+        message, shapes, hint = _initializer_words(op, err, failure, ctx, call)
+    else:
+        message, shapes, hint = _set_weights_words(op, err)
+    return failure_finding(WEIGHT_SHAPE, failure, ctx, call, message, shapes=shapes, hint=hint)
+
+
+def _layer_words(op: Any) -> str:
+    """``Embedding(43, 100)``, ``Dense(8)``, or the class name."""
+    cls = type(op).__name__
+    if hasattr(op, "input_dim") and hasattr(op, "output_dim"):
+        return f"{cls}({op.input_dim}, {op.output_dim})"
+    for attr in ("units", "filters"):
+        n = getattr(op, attr, None)
+        if isinstance(n, int):
+            return f"{cls}({n})"
+    return cls
+
+
+def _shape_words(shape: Any) -> str:
+    return "?" if shape is None else _tup(tuple(shape))
+
+
+def _fix_hint(op: Any, wname: str, declared: tuple, given: tuple | None) -> str:
+    """How to make ``given`` fit, or the layer fit ``given``."""
+    from itertools import permutations
+
+    if given is None:
+        return f"give `{wname}` an array of shape {_tup(declared)}"
+    words = _layer_words(op)
+    if hasattr(op, "input_dim") and hasattr(op, "output_dim") and len(given) == 2:
+        return (f"the matrix has {given[0]} rows and {given[1]} columns; {words} needs "
+                f"{_tup(declared)}: use input_dim={given[0]}, output_dim={given[1]}")
+    if len(given) == len(declared) and sorted(given) == sorted(declared) and given != declared:
+        if len(given) == 2:
+            return (f"the array is transposed (PyTorch keeps a kernel as (out, in)): pass "
+                    f"`w.T`, of shape {_tup(declared)}")
+        order = next((p for p in permutations(range(len(given)))
+                      if tuple(given[i] for i in p) == tuple(declared)), None)
+        if order is not None:
+            return (f"the array holds the same sizes in another order: "
+                    f"`np.transpose(w, {order})` gives {_tup(declared)}")
+    units = getattr(op, "units", None)
+    if wname.split("/")[-1] == "kernel" and isinstance(units, int) and len(given) == 2 \
+            and len(declared) == 2:
+        return (f"{words} on inputs of {declared[0]} features needs a kernel of (input "
+                f"features, units) = {_tup(declared)}; the array fits {type(op).__name__}"
+                f"({given[1]}) on inputs of {given[0]} features")
+    return (f"give `{wname}` an array of shape {_tup(declared)}, or change the layer's "
+            f"arguments so that it makes {_tup(given)}")
+
+
+_STOPS = ("Keras raises ValueError here, so the script stops at this line when it runs; "
+          "shapecheck went on without these weights to check the rest of the script")
+
+
+def _set_weights_words(op: Any, err: Any) -> tuple[str, dict, str]:
+    where = "`weights=`" if err.source == "weights=" else "`set_weights`"
+    head = f"{type(op).__name__} `{op.name}`"
+    declared = [s for _, s in err.declared]
+    if len(err.given) != len(err.declared):
+        arrays = ", ".join(_shape_words(g) for g in err.given) or "none"
+        mine = ", ".join(f"`{n.split('/')[-1]}` {_tup(s)}" for n, s in err.declared)
+        message = (f"{head}: {where} gives {len(err.given)} array(s) ({arrays}); the layer "
+                   f"has {len(err.declared)} weight(s)" + (f" ({mine})" if mine else "")
+                   + f". {_STOPS}")
+        if not err.declared:
+            init = next((a for a in ("embeddings_initializer", "kernel_initializer")
+                         if hasattr(op, a)), None)
+            via = (f" (`{init}=keras.initializers.Constant(matrix)`)" if init else "")
+            hint = ("the layer has no weights yet: Keras makes them when the layer is built "
+                    "(its first call, or a model with an input shape); build it first, or "
+                    f"pass the values through its initializer{via}")
+        else:
+            names = ", ".join(n.split("/")[-1] for n, _ in err.declared)
+            hint = f"pass one array per weight, in the order of `layer.weights`: [{names}]"
+        shapes = {f"weight {i}": s for i, s in enumerate(declared)}
+        shapes |= {f"given {i}": g for i, g in enumerate(err.given)}
+        return message, shapes, hint
+    i = next((k for k, (d, g) in enumerate(zip(declared, err.given)) if tuple(d) != g), 0)
+    wname, want = err.declared[i]
+    given = err.given[i]
+    short = wname.split("/")[-1]
+    message = (f"{head}: {where} gives `{short}` an array of {_shape_words(given)}; "
+               f"{_layer_words(op)} makes it {_tup(want)}. {_STOPS}")
+    hint = _fix_hint(op, short, tuple(want), given)
+    return message, {f"declared `{short}`": tuple(want), "given": given}, hint
+
+
+# TensorFlow's op names around its messages ("{{function_node ...}}", "[Op:Mul] name:").
+_BACKEND_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\][^\n]*")
+
+
+def _initializer_words(op: Any, err: Any, failure: Any, ctx: ModelContext | None,
+                       call: Any) -> tuple[str, dict, str]:
+    wname, want = err.declared[0]
+    given = err.given[0]
+    shapes = failure_shapes(failure, ctx, call)
+    got = shapes[0] if shapes else None
+    on = f" on its input {dims.fmt_shape(got)}" if got is not None else ""
+    text = _BACKEND_NOISE.sub("", failure.message).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    message = (f"{type(op).__name__} `{op.name}`: `{err.initializer}` holds an array of "
+               f"{_tup(given)}; {_layer_words(op)}{on} makes `{wname}` {_tup(want)}: Keras "
+               f"fails building the layer ({failure.error_type}: {first[:160]})")
+    out: dict = {f"declared `{wname}`": tuple(want), "given": given}
+    if got is not None:
+        out["input"] = got
+    return message, out, _fix_hint(op, wname, tuple(want), given)
 
 
 @failure_check(priority=60)
