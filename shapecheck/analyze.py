@@ -127,8 +127,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                     ctx.fed_targets.setdefault(m.key, []).append(tuple(m.info.shape))
             mine += model_findings(ctx)
             mine += from_data
-            mark_follows(ctx, mine, roots)
-            after = mark_consequences(ctx, mine)
+            after = mark_follows(ctx, mine, roots)
+            after += mark_consequences(ctx, mine)
             minimums = minimum_sizes(ctx)
             executed = execute_model(ctx, mine, bound, minimums, run) if run else None
             blame_causes(ctx, mine, bound)

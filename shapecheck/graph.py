@@ -32,6 +32,7 @@ class LayerCall:
     col: int | None = None
     end_col: int | None = None
     failure: Any = None  # a shapecheck.standin.Failure when Keras refused the call
+    created: tuple | None = None  # (path, line, col, end_col) where the user made the layer
 
     @property
     def is_input(self) -> bool:
@@ -159,6 +160,7 @@ def _make_call(op: Any, knode: Any) -> LayerCall:
         seq=getattr(knode, "_shapecheck_seq", 0),
         internal=getattr(knode, "_shapecheck_internal", False),
         failure=failure,
+        created=getattr(op, "_shapecheck_created", None),
     )
 
 

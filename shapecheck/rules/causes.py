@@ -38,6 +38,7 @@ _SET_CHANNELS = _CONVS | _TRANSPOSED | {"Dense", "EinsumDense"}
 _TARGET_CODES = {"SC703", "SC704"}
 _MERGE_CODES = {"SC301", "SC604"}
 _MISSING_TIME_CODES = {"SC102", "SC403", "SC404"}
+_INPUT_CODES = {"SC602", "SC603"}
 
 
 @dataclass
@@ -53,10 +54,11 @@ class Step:
 @dataclass
 class Cause:
     call: LayerCall
-    argument: str  # "return_sequences=True"
+    argument: str | None  # "return_sequences=True"; None where a layer is missing
     why: str  # what the argument did, in words
     arithmetic: str | None = None  # "290 → 145 → 73 → 146 → 292 ≠ 290"
     fix: str | None = None
+    there: str = "the shape breaks here"  # what happens where the finding was
 
 
 def _rnn(call: LayerCall) -> Any:
@@ -213,6 +215,13 @@ def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
             return Cause(s.call, f"cropping={_arg(s.call.op, 'cropping')}",
                          f"`{s.call.name}` crops the axis to {_fmt_dim(s.size_out, values)}",
                          chain, None)
+    odd = _odd_downsampler(changers, rank, values)
+    if odd is not None:
+        return Cause(odd.call, f"strides={_arg(odd.call.op, 'strides')}",
+                     f"`{odd.call.name}` halves the axis once more than the layers after it "
+                     f"restore ({_fmt_dim(odd.size_in, values)} → "
+                     f"{_fmt_dim(odd.size_out, values)})", chain,
+                     f"give `{odd.call.name}` strides=1, or add the matching upsampling")
     if len(changers) == 1:
         s = changers[0]
         name = "size" if s.call.cls in _UPSAMPLING else (
@@ -224,6 +233,22 @@ def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
     return None
 
 
+def _odd_downsampler(changers: list[Step], rank: int,
+                     values: dict[str, int]) -> Step | None:
+    """The one strided convolution among pooling layers that shrink an axis by the same
+    factor, where the axis ends smaller than it started."""
+    first = _value(changers[0].size_in, values) if changers else None
+    last = _value(changers[-1].size_out, values) if changers else None
+    if first is None or last is None or last >= first:
+        return None
+    pools = [s for s in changers if s.call.cls in _POOLS]
+    convs = [s for s in changers if s.call.cls in _CONVS and _stride(s, rank) > 1]
+    if len(convs) != 1 or not pools:
+        return None
+    factors = {_stride(s, rank) for s in pools + convs}
+    return convs[0] if len(factors) == 1 else None
+
+
 def _origin_cause(first: Step, want: Any, values: dict[str, int]) -> Cause | None:
     """The layer that made an axis at a wrong size (RepeatVector(n), Dense(units))."""
     call, op = first.call, first.call.op
@@ -232,6 +257,12 @@ def _origin_cause(first: Step, want: Any, values: dict[str, int]) -> Cause | Non
     if call.cls == "RepeatVector":
         return Cause(call, f"n={op.n}", f"`{call.name}` repeats its input {got} times",
                      None, f"use `RepeatVector({wanted})`, the length the rest needs")
+    if call.cls == "Reshape":
+        target = tuple(getattr(op, "target_shape", ()) or ())
+        return Cause(call, f"target_shape={target!r}",
+                     f"`{call.name}` makes this axis {got}", None,
+                     f"give `{call.name}` a target whose axes are in the order the rest needs "
+                     f"(this axis {wanted})")
     for attr in ("units", "filters", "output_dim"):
         if call.cls in _SET_CHANNELS | _RNNS | {"Embedding", "Bidirectional"} and \
                 isinstance(getattr(_rnn(call) or op, attr, None), int):
@@ -318,6 +349,8 @@ def _values_for(d: Diagnostic, bound: list[Any], show: Any) -> dict[str, int]:
 
 
 def _target_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | None:
+    from shapecheck.rules.targets import SPARSE, loss_name, output_losses
+
     call = ctx.by_name.get(d.layer or "")
     out, y = _shape_of(d, "output"), _shape_of(d, "y")
     if call is None or out is None or y is None:
@@ -325,8 +358,12 @@ def _target_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> C
     key = _output_key(ctx, call)
     if key is None:
         return None
-    if len(out) > len(y):  # an axis too many: a kept time axis
-        return _time_kept(ctx, trace(ctx, key, 1))
+    if loss_name(output_losses(ctx).get(key)) in SPARSE:  # class ids: no class axis
+        if len(y) == len(out) and len(y) > 1 and y[-1] == 1:
+            y = y[:-1]
+        out = out[:-1]
+    if len(out) > len(y):  # an axis too many: a kept time axis, an unflattened map
+        return _time_kept(ctx, trace(ctx, key, 1)) or _not_flattened(ctx, trace(ctx, key, 1))
     if len(out) < len(y):
         return _time_dropped(ctx, call)
     for axis in range(1, len(out)):
@@ -335,12 +372,33 @@ def _target_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> C
     return None
 
 
+def _not_flattened(ctx: ModelContext, steps: list[Step]) -> Cause | None:
+    """The first Dense applied at every position of a convolution's feature map."""
+    spatial = _CONVS | _POOLS | _UPSAMPLING | _PADDING | _CROPPING
+    seen_map = False
+    for s in steps:
+        if s.call.cls in spatial:
+            seen_map = True
+        elif s.call.cls == "Dense" and seen_map:
+            rank = len(ctx.out_shapes(s.call)[0] or ())
+            pool = f"GlobalAveragePooling{rank - 2}D" if rank in (3, 4, 5) else "a global pooling"
+            return Cause(s.call, None,
+                         f"`{s.call.name}` is applied at every position of the feature map, "
+                         "whose spatial axes reach the output", None,
+                         f"put `Flatten()` or `{pool}()` before `{s.call.name}`")
+    return None
+
+
 def _merge_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | None:
     call = ctx.by_name.get((d.layer or "").split("/")[0])
     if call is None or len(call.inputs) < 2:
         return None
     shapes = ctx.in_shapes(call)
-    if any(s is None for s in shapes) or len({len(s) for s in shapes}) != 1:
+    if any(s is None for s in shapes):
+        return None
+    if call.cls == "Dot":
+        return _dot_cause(ctx, call, shapes, values)
+    if len({len(s) for s in shapes}) != 1:
         return None
     rank = len(shapes[0])
     along = getattr(call.op, "axis", None) if call.cls == "Concatenate" else None
@@ -350,15 +408,46 @@ def _merge_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Ca
         sizes = [s[axis] for s in shapes]
         if all(_same(sizes[0], v, values) for v in sizes[1:]):
             continue
-        found = []
-        for i, key in enumerate(call.inputs):
-            others = [v for j, v in enumerate(sizes) if j != i]
-            if not all(_same(others[0], v, values) for v in others):
-                continue
-            cause = _size_cause(ctx, trace(ctx, key, axis), others[0], values, origin_ok=False)
-            if cause is not None:
-                found.append(cause)
-        return found[0] if len(found) == 1 else None
+        return _branch_cause(ctx, [(k, axis) for k in call.inputs], sizes, values)
+    return None
+
+
+def _dot_cause(ctx: ModelContext, call: LayerCall, shapes: list[tuple],
+               values: dict[str, int]) -> Cause | None:
+    axes = getattr(call.op, "axes", None)
+    if len(shapes) != 2 or axes is None:
+        return None
+    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    picked = [a % len(s) for a, s in zip(pair, shapes)]
+    sizes = [s[a] for a, s in zip(picked, shapes)]
+    if _same(sizes[0], sizes[1], values):
+        return None
+    return _branch_cause(ctx, list(zip(call.inputs, picked)), sizes, values)
+
+
+def _branch_cause(ctx: ModelContext, branches: list[tuple[int, int]], sizes: list[Any],
+                  values: dict[str, int]) -> Cause | None:
+    """The branch argument that took one input of a merge away from the others."""
+    found: list[Cause] = []
+    origins: list[Cause] = []
+    for i, (key, axis) in enumerate(branches):
+        others = [v for j, v in enumerate(sizes) if j != i]
+        if not all(_same(others[0], v, values) for v in others):
+            continue
+        steps = trace(ctx, key, axis)
+        cause = _size_cause(ctx, steps, others[0], values, origin_ok=False)
+        if cause is not None:
+            found.append(cause)
+        elif steps:
+            origin = _origin_cause(steps[0], others[0], values)
+            if origin is not None and origin.argument and origin.argument.split("=")[0] in (
+                    "units", "filters", "output_dim"):
+                origins.append(origin)
+    if len(found) == 1:
+        return found[0]
+    if not found and len(origins) == len(branches) == 2:
+        # Two widths chosen freely: the layer written later is made to fit the earlier.
+        return max(origins, key=lambda c: c.call.seq)
     return None
 
 
@@ -367,12 +456,48 @@ def _cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | 
         return _target_cause(ctx, d, values)
     if d.code in _MERGE_CODES:
         return _merge_cause(ctx, d, values)
+    if d.code == "SC402" and "width" in d.message:
+        call = ctx.by_name.get(d.layer or "")
+        rnn = _rnn(call) if call is not None else None
+        if rnn is None or not isinstance(getattr(rnn, "units", None), int):
+            return None
+        return Cause(call, f"units={rnn.units}", f"`{call.name}` is made with {rnn.units} units",
+                     None, None)
     if d.code in _MISSING_TIME_CODES:
         call = ctx.by_name.get(d.layer or "")
         if call is None or not call.inputs:
             return None
-        return _time_dropped(ctx, ctx.producer(call.inputs[0]))
+        found = _time_dropped(ctx, ctx.producer(call.inputs[0]))
+        if found is None and d.code == "SC102":
+            return _declared_input(ctx, ctx.through(ctx.producer(call.inputs[0])),
+                                   f"`{call.name}` needs another rank")
+        return found
+    if d.code in _INPUT_CODES:
+        name = next((label[len("input `"):-1] for label in d.shapes
+                     if label.startswith("input `")), None)
+        inputs = [c for c in ctx.model_inputs()
+                  if name in (c.name, getattr(ctx.graph.tensors.get(c.outputs[0]), "name", None))]
+        if len(inputs) == 1:
+            return _declared_input(ctx, inputs[0], "the data it is fed has another shape",
+                                   "the data is fed here")
     return None
+
+
+def _declared_input(ctx: ModelContext, call: LayerCall | None, why: str,
+                    there: str = "the shape breaks here") -> Cause | None:
+    """An input the user declared (`keras.Input(shape=...)`) whose shape is at fault."""
+    if call is None or not call.is_input or not call.outputs:
+        return None
+    made = call.created
+    if not made or not made[0] or (made[0], made[1]) != (call.path, call.line):
+        return None  # not written by the user on its own line (a model built from data)
+    shape = ctx.tensor_shape(call.outputs[0])
+    if shape is None:
+        return None
+    declared = tuple(dims.fmt(v) if not isinstance(v, int) else v for v in shape[1:])
+    text = "(" + ", ".join(str(v) for v in declared) + ("," if len(declared) == 1 else "") + ")"
+    return Cause(call, f"shape={text}", f"`{call.name}` is declared with `shape={text}` and "
+                 f"{why}", None, None, there)
 
 
 def blame_causes(ctx: ModelContext, findings: Iterable[Diagnostic],
@@ -390,6 +515,14 @@ def blame_causes(ctx: ModelContext, findings: Iterable[Diagnostic],
         _move(ctx, d, cause)
 
 
+def _place(call: LayerCall) -> tuple:
+    """Where the argument is written: where the user made the layer, else its call."""
+    made = call.created
+    if made and made[0] and made[1]:
+        return tuple(made) + (None,) * (4 - len(made))
+    return call.path, call.line, call.col, call.end_col
+
+
 def _move(ctx: ModelContext, d: Diagnostic, cause: Cause) -> None:
     d.argument = cause.argument
     hint = cause.fix or d.hint
@@ -397,12 +530,13 @@ def _move(ctx: ModelContext, d: Diagnostic, cause: Cause) -> None:
         hint = f"{cause.arithmetic}: {hint}" if hint else cause.arithmetic
     d.hint = hint
     c = cause.call
-    if c.name == d.layer and ctx.show(c.path) == d.path and c.line == d.line:
-        d.message = f"{d.message} — {cause.why}"
+    path, line, col, end_col = _place(c)[:4]
+    said = f" ({cause.argument})" if cause.argument and cause.argument not in cause.why else ""
+    if c.name == d.layer and ctx.show(path) == d.path and line == d.line:
+        d.message = f"{d.message} — {cause.why}{said}"
         return
     d.related.append(Location(path=d.path, line=d.line, col=d.col, end_col=d.end_col,
-                              layer=d.layer, source=d.source, message="the shape breaks here"))
-    d.message = f"{cause.why} ({cause.argument}); then: {d.message}"
-    d.layer, d.path, d.line = c.name, ctx.show(c.path), c.line
-    d.col, d.end_col, d.source = c.col, c.end_col, source_line(c.path, c.line)
-
+                              layer=d.layer, source=d.source, message=cause.there))
+    d.message = f"{cause.why}{said}; so {d.message}"
+    d.layer, d.path, d.line = c.name, ctx.show(path), line
+    d.col, d.end_col, d.source = col, end_col, source_line(path, line)

@@ -43,19 +43,23 @@ def model_findings(ctx: ModelContext) -> list[Diagnostic]:
 
 
 def mark_follows(ctx: ModelContext, findings: Iterable[Diagnostic],
-                 roots: dict[int, Diagnostic]) -> None:
-    """Say which findings only follow from a refused call upstream of them."""
+                 roots: dict[int, Diagnostic]) -> list[tuple[Diagnostic, Diagnostic]]:
+    """Say which findings only follow from a refused call upstream of them; the
+    ``(follower, root)`` pairs."""
+    pairs = []
     for d in findings:
         call = ctx.by_name.get(d.layer or "")
         if call is None:
             continue
-        for anc in sorted(ctx.ancestors(call)):
+        for anc in [call.id] + sorted(ctx.ancestors(call)):  # the refused call itself first
             c = ctx.by_id[anc]
             if c.failure is not None and id(c.failure) in roots:
                 root = roots[id(c.failure)]
                 if root is not d:
                     d.follows = follows_text(root)
+                    pairs.append((d, root))
                 break
+    return pairs
 
 
 def mark_consequences(ctx: ModelContext, findings: list[Diagnostic]
@@ -72,8 +76,14 @@ def mark_consequences(ctx: ModelContext, findings: list[Diagnostic]
         if d.follows is not None or d.severity != "error" or call is None:
             continue
         above = ctx.ancestors(call)
-        root = next((r for r in roots if r is not d and ctx.by_name[r.layer or ""].id in above),
-                    None)
+
+        def upstream(r: Diagnostic) -> bool:
+            at = ctx.by_name[r.layer or ""].id
+            # a data or target finding at the layer a model finding sits on follows from it
+            return at in above or at == call.id and d.code[:3] in ("SC6", "SC7") \
+                and r.code[:3] not in ("SC6", "SC7")
+
+        root = next((r for r in roots if r is not d and upstream(r)), None)
         if root is not None:
             pairs.append((d, root))
     for d, root in pairs:
@@ -104,13 +114,13 @@ def dedupe(findings: Iterable[Diagnostic]) -> list[Diagnostic]:
     out = []
     for d in findings:
         k = (d.code, d.path, d.line, d.col, d.layer, d.message)
-        if k in seen:
-            continue
         shared = (d.code, d.path, d.layer, d.message)
         kept = first.get(shared) if d.layer is not None else None
         if kept is not None and d.model is not None and kept.model != d.model:
             if d.model not in kept.also_in:
                 kept.also_in.append(d.model)
+            continue
+        if k in seen:
             continue
         seen.add(k)
         if d.layer is not None:

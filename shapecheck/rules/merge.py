@@ -160,6 +160,20 @@ def _first_difference(shapes: list[tuple], skip_axis: int | None) -> str | None:
     return None
 
 
+def _dot_difference(op: Any, shapes: list[tuple]) -> str | None:
+    """The contracted axes of a Dot that differ: ``axis 2 is 128 vs 64``."""
+    axes = getattr(op, "axes", None)
+    if axes is None:
+        return None
+    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    a, b = (p % len(s) for p, s in zip(pair, shapes))
+    x, y = shapes[0][a], shapes[1][b]
+    if x is None or y is None or dims.equal(x, y) is not False:
+        return None
+    where = f"axis {a}" if a == b else f"axis {a} of the first and axis {b} of the second"
+    return f"the contracted {where} is {dims.fmt(x)} vs {dims.fmt(y)}"
+
+
 @failure_check(priority=30)
 def refused_merge(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     op = failure.op
@@ -170,6 +184,8 @@ def refused_merge(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
         return None
     axis = getattr(op, "axis", None) if type(op).__name__ == "Concatenate" else None
     diff = _first_difference(shapes, axis)
+    if type(op).__name__ == "Dot" and len(shapes) == 2:
+        diff = _dot_difference(op, shapes) or diff
     if diff is None:
         return None
     labels = (_labelled(ctx, call) if ctx is not None and call is not None
