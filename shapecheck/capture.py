@@ -217,9 +217,10 @@ def install() -> Capture:
 
     Layer.__init__ = init_layer
 
-    from shapecheck import layerweights
+    from shapecheck import layerweights, sources
 
     layerweights.install(Layer)  # weights refused while a layer is made or built
+    sources.install()  # which Keras utility made each dataset, for the hints
     _patch_training(Model)
     return CAPTURE
 

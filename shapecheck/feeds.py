@@ -98,6 +98,8 @@ class Feed:
     batch_size: int | None = None  # rows per batch when known
     steps: int | None = None  # batches per epoch when known
     class_weight: Any = None  # the `class_weight` given to fit / train_on_batch, as given
+    source: Any = None  # sources.Source: the Keras utility that made a tf.data dataset
+    pipeline: list[tuple[str, str, int]] = field(default_factory=list)  # its user functions
 
     def add(self, kind: str, message: str, label: str = "") -> None:
         """Record a problem once: the same words for another batch (``message`` less its
@@ -951,6 +953,9 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any,
             functions = _pipeline_functions(x)
         except Exception:  # a dataset of another make: no functions to point at
             functions = []
+        from shapecheck.sources import dataset_source
+
+        feed.source, feed.pipeline = dataset_source(x), functions
     reach = _reach(feed.kind, steps, epochs)
     if _unreadable(feed, x):
         return

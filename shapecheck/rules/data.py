@@ -10,6 +10,7 @@ from shapecheck import dims
 from shapecheck.bind import Binding, meeting_call
 from shapecheck.rules import batch_check, define, feed_check
 from shapecheck.rules.context import ModelContext, data_finding
+from shapecheck.sources import rank_hint, size_hint, transpose_hint
 
 BATCH_MISMATCH = define("SC601", "batch-mismatch", "error",
                         "the inputs of one batch have different numbers of samples", """
@@ -281,6 +282,9 @@ def _fmt(shape: tuple) -> str:
 
 
 def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
+    named = rank_hint(b.feed, model, data)  # the argument of the utility that made the data
+    if named is not None:
+        return named
     rest = tuple(model[1:])
 
     def same(a: tuple, c: tuple) -> bool:
@@ -289,9 +293,11 @@ def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
     fixed = [d for d in rest if isinstance(d, int)]
     if len(fixed) == len(rest) and rest and math.prod(fixed) == math.prod(data[1:]):
         target = ", ".join(map(str, rest))
+        fix = (f"`ds.map(lambda x, y: (tf.reshape(x, (-1, {target})), y))` after `.batch()`"
+               if b.feed.kind == "tf.data" else f"`x.reshape((-1, {target}))`")
         return (f"the data holds the same {math.prod(fixed)} values per sample in another "
-                f"shape: `x.reshape((-1, {target}))`, or declare `Input(shape="
-                f"{tuple(data[1:])})` and add `layers.Flatten()`")
+                f"shape: {fix}, or declare `Input(shape={tuple(data[1:])})` and add "
+                "`layers.Flatten()`")
     if len(data) == len(model) - 1 and same(rest, data):
         if b.feed.kind == "tf.data":
             return "the dataset is not batched: add `.batch(batch_size)`"
@@ -350,11 +356,12 @@ def data_size(ctx: ModelContext, b: Binding) -> Iterator[Any]:
         elif order is not None:
             kind = ("the images are channels-first" if len(data) == 4 and data[1] <= 4
                     else "the axes are in another order")
-            hint = (f"{kind}: `np.transpose({m.label.split('[')[0]}, {order})` gives "
-                    f"{_fmt(tuple(data[p] for p in order))}")
+            hint = transpose_hint(b.feed, m.label, order,
+                                  _fmt(tuple(data[p] for p in order)), kind)
         else:
-            hint = f"give axis {axis} {want} entries (pad, crop or resize), or declare " \
-                   f"`Input(shape=...)` with {got}"
+            hint = size_hint(b.feed, m.shape, data, axis) or (
+                f"give axis {axis} {want} entries (pad, crop or resize), or declare "
+                f"`Input(shape=...)` with {got}")
         yield data_finding(
             DATA_SIZE, ctx, b,
             f"input `{m.name}` takes {_fmt(m.shape)}; {m.label} is {_fmt(data)}: axis "

@@ -244,6 +244,16 @@ def _mismatch(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y
                                        "change the output"))
 
 
+def _label_mode(b: Binding, want: str) -> str:
+    """Words naming the `label_mode` to give the utility that made the dataset, if one
+    did and gave other labels ("" otherwise)."""
+    source = getattr(b.feed, "source", None)
+    given = source.arguments.get("label_mode") if source is not None else None
+    if given is None or given == want:
+        return ""
+    return f"pass `label_mode={want!r}` to {source.call()} (it gives {given!r} labels); or "
+
+
 def _sparse(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: tuple,
             units: Any, shapes: dict) -> Iterator[Any]:
     if len(y) == len(pred) and agree(y, pred) and units not in (None, 1) and m.info.one_hot:
@@ -251,7 +261,8 @@ def _sparse(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: 
             LABEL_ENCODING, ctx, b,
             f"{m.label} is one-hot {_fmt(y)} but the loss is sparse categorical "
             "crossentropy, which wants class ids", call=call, shapes=shapes,
-            hint='use `loss="categorical_crossentropy"`, or feed `np.argmax(y, -1)`')
+            hint=_label_mode(b, "int") + 'use `loss="categorical_crossentropy"`, or feed '
+                 "`np.argmax(y, -1)`")
         return
     want = pred[:-1]
     if not (agree(y, want) or agree(y, want + (1,))):
@@ -274,8 +285,8 @@ def _categorical(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple
             LABEL_ENCODING, ctx, b,
             f"{m.label} {_fmt(y)} holds class ids but the loss is categorical "
             f"crossentropy, which wants one-hot rows of {units}", call=call, shapes=shapes,
-            hint='use `loss="sparse_categorical_crossentropy"`, or feed '
-                 f"`keras.utils.to_categorical(y, {units})`")
+            hint=_label_mode(b, "categorical") + 'use `loss="sparse_categorical_crossentropy"`, '
+                 f"or feed `keras.utils.to_categorical(y, {units})`")
         return
     if not agree(y, pred):
         yield _mismatch(ctx, b, m, call, pred, y, shapes)
