@@ -484,6 +484,10 @@ def structure(ctx: ModelContext, b: Binding) -> Iterator[Any]:
         yield data_finding(DATA_STRUCTURE, ctx, b, p,
                            hint="match the data to the model's inputs: a list in input "
                                 "order, or a dict by input name")
+    for w in b.warnings:  # Keras runs, feeding arrays maybe not as meant
+        yield data_finding(DATA_STRUCTURE, ctx, b, w, severity="warning",
+                           hint="give the data exactly the model's input keys (drop the "
+                                "others), or a list in input order")
 
 
 # --- SC607 ----------------------------------------------------------------------------------
