@@ -121,9 +121,9 @@ def structure(ctx: ModelContext, what: str) -> Any:
 
 def _slots(ctx: ModelContext, what: str) -> list[tuple[tuple, str]]:
     """``(path, name)`` of each flat input or output: a dict's key names what it holds;
-    else an input's tensor name, an output's layer name (``model.output_names``)."""
+    else an input's layer name, an output's layer name (``model.output_names``)."""
     flat = flatten(structure(ctx, what))
-    names = [_tensor_name(t) for _, t in flat]
+    names = [_op_name(t) for _, t in flat]  # the input layer's name, as the model lists it
     if what == "output":
         layers = list(getattr(ctx.model, "output_names", None) or [])
         names = layers if len(layers) == len(flat) else [_op_name(t) for _, t in flat]

@@ -107,7 +107,8 @@ def test_layout_of_a_3d_conv():
 
 def test_declared_channels_first_input_is_reported_at_the_input_with_axis_names():
     [d] = _findings(_conv2d_model((3, 64, 64)))
-    assert (d.code, d.severity, d.layer) == ("SC610", "warning", "input_layer")
+    assert (d.code, d.severity) == ("SC610", "warning")
+    assert (d.layer or "").startswith("input_layer")  # Keras numbers names per process
     assert "axis 1 (height) is 3, axis 3 (channels) is 64" in d.message
     assert "channels-first data" in d.message
     assert "keras.Input(shape=(64, 64, 3))" in d.hint

@@ -10,6 +10,7 @@ makes it plain; otherwise the finding stays where it broke.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -451,7 +452,8 @@ def _branch_cause(ctx: ModelContext, branches: list[tuple[int, int]], sizes: lis
     return None
 
 
-def _cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | None:
+def _cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int],
+           bound: list[Any]) -> Cause | None:
     if d.code in _TARGET_CODES:
         return _target_cause(ctx, d, values)
     if d.code in _MERGE_CODES:
@@ -469,18 +471,55 @@ def _cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Cause | 
             return None
         found = _time_dropped(ctx, ctx.producer(call.inputs[0]))
         if found is None and d.code == "SC102":
-            return _declared_input(ctx, ctx.through(ctx.producer(call.inputs[0])),
-                                   f"`{call.name}` needs another rank")
+            source = ctx.through(ctx.producer(call.inputs[0]))
+            want = re.search(r"\(rank (\d+)", d.message)
+            ranks = _fed_ranks(source, bound)
+            if want and ranks and ranks == {int(want.group(1))}:  # the data agrees with the layer
+                return _declared_input(ctx, source, f"`{call.name}` needs another rank")
         return found
     if d.code in _INPUT_CODES:
-        name = next((label[len("input `"):-1] for label in d.shapes
-                     if label.startswith("input `")), None)
-        inputs = [c for c in ctx.model_inputs()
-                  if name in (c.name, getattr(ctx.graph.tensors.get(c.outputs[0]), "name", None))]
-        if len(inputs) == 1:
-            return _declared_input(ctx, inputs[0], "the data it is fed has another shape",
+        source = _input_named(ctx, d)
+        data = _shape_of(d, "x")
+        declared = ctx.tensor_shape(source.outputs[0]) if source and source.outputs else None
+        if d.code == "SC602" and data is not None and declared is not None \
+                and _declares_samples(tuple(declared[1:]), tuple(data)):
+            return _declared_input(ctx, source, "takes the whole data set as one sample",
                                    "the data is fed here")
     return None
+
+
+def _declares_samples(declared: tuple, data: tuple) -> bool:
+    """``Input(shape=X.shape)``: the declared shape is the data set's, samples first."""
+    return len(data) >= 2 and len(declared) == len(data) and isinstance(declared[0], int) \
+        and isinstance(data[0], int) and declared[0] >= data[0] and declared[1:] == data[1:]
+
+
+def _input_named(ctx: ModelContext, d: Diagnostic) -> LayerCall | None:
+    name = next((label[len("input `"):-1] for label in d.shapes
+                 if label.startswith("input `")), None)
+    inputs = [c for c in ctx.model_inputs()
+              if name in (c.name, getattr(ctx.graph.tensors.get(c.outputs[0]), "name", None))]
+    return inputs[0] if len(inputs) == 1 else None
+
+
+def _fed_ranks(call: LayerCall | None, bound: list[Any]) -> set[int]:
+    """The ranks of the arrays the script feeds the model input ``call``."""
+    if call is None or not call.outputs:
+        return set()
+    return {len(m.info.shape) for b in bound for m in b.inputs
+            if m.key == call.outputs[0] and m.info is not None and m.info.shape is not None}
+
+
+def _declaration_note(ctx: ModelContext, d: Diagnostic) -> None:
+    """Data that disagrees with a declared input: show the declaration too."""
+    source = _input_named(ctx, d) if d.code in _INPUT_CODES else None
+    cause = _declared_input(ctx, source, "") if source is not None else None
+    if cause is None or d.related:
+        return
+    path, line, col, end_col = _place(source)[:4]
+    d.related.append(Location(path=ctx.show(path), line=line, col=col, end_col=end_col,
+                              layer=source.name, source=source_line(path, line),
+                              message=f"the input is declared here with `{cause.argument}`"))
 
 
 def _declared_input(ctx: ModelContext, call: LayerCall | None, why: str,
@@ -490,7 +529,10 @@ def _declared_input(ctx: ModelContext, call: LayerCall | None, why: str,
         return None
     made = call.created
     if not made or not made[0] or (made[0], made[1]) != (call.path, call.line):
-        return None  # not written by the user on its own line (a model built from data)
+        return None  # not written by the user on its own line
+    text = source_line(made[0], made[1]) or ""
+    if not any(w in text for w in ("Input(", "InputLayer(", "input_shape", "batch_shape")):
+        return None  # made by Keras from the first batch: nothing declared it
     shape = ctx.tensor_shape(call.outputs[0])
     if shape is None:
         return None
@@ -507,12 +549,13 @@ def blame_causes(ctx: ModelContext, findings: Iterable[Diagnostic],
         if d.follows is not None or d.model != ctx.name or d.argument is not None:
             continue
         try:
-            cause = _cause(ctx, d, _values_for(d, list(bound), ctx.show))
+            cause = _cause(ctx, d, _values_for(d, list(bound), ctx.show), list(bound))
+            if cause is None:
+                _declaration_note(ctx, d)
         except Exception:  # no culprit is better than a wrong one
             cause = None
-        if cause is None:
-            continue
-        _move(ctx, d, cause)
+        if cause is not None:
+            _move(ctx, d, cause)
 
 
 def _place(call: LayerCall) -> tuple:
