@@ -50,10 +50,10 @@ def main() -> None:
             "found": bool(roots), "roots": len(roots),
             "followers": sum(1 for d in f.diagnostics if d.follows),
             "first": None if first is None else {"code": first.code, "line": first.line,
-                                                  "argument": first.argument},
+                                                  "argument": getattr(first, "argument", None)},
             "at_cause": first is not None and first.line == line,
-            "names_argument": first is not None and first.argument is not None
-            and first.argument.split("=")[0] == argument,
+            "names_argument": first is not None
+            and (getattr(first, "argument", None) or "").split("=")[0] == argument,
             "fixed_clean": reports[p.stem + "_fixed.py"].status == "clean",
         })
     print(f"{'script':48} {'cause':>5} {'first':>12} {'at cause':>8} {'roots':>5}")
