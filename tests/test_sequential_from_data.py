@@ -36,3 +36,20 @@ def test_model_built_from_data_still_runs_for_the_script(tmp_path: Path) -> None
     [f] = shapecheck.check_script(str(script)).files
     assert f.error is None, f.error
     assert len(f.models) == 1 and f.diagnostics == []
+
+
+def test_run_confirms_nothing_on_a_model_that_ran() -> None:
+    from shapecheck.execute import RunOptions
+    from shapecheck.runner import check_files_together
+
+    names = ["sequential_no_input.py", "sequential_no_input_errors.py"]
+    clean, errors = check_files_together([str(FIXTURES / n) for n in names], timeout=900,
+                                         run=RunOptions(device="cpu"))
+    assert clean.diagnostics == []
+    runs = [e for m in clean.models for e in (m.run or {}).get("executions", [])]
+    assert runs and all(e.get("error") is None for e in runs)  # Keras runs each as checked
+    for d in errors.diagnostics:
+        model = next(m for m in errors.models if m.name == d.model)
+        ran = [e for e in (model.run or {}).get("executions", []) if e.get("error") is None]
+        if d.confirmed:
+            assert not ran, (d.code, d.line, d.run)  # seen only where the model failed
