@@ -229,15 +229,19 @@ def _one_target(ctx: ModelContext, b: Binding, m: Match, call: Any,
 
 
 def _mismatch(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: tuple,
-              shapes: dict) -> Any:
+              shapes: dict, full: tuple | None = None) -> Any:
+    """SC703: ``pred`` is the shape the targets must have (``full``: the output's, when
+    the loss drops its class axis)."""
     axis = next((i for i, (p, t) in enumerate(zip(pred, y))
                  if p is not None and p != t), None)
     fixed = _fixed_by(ctx, call, pred[axis]) if axis is not None else ""
     detail = (f": axis {axis} is {y[axis]}, the output has {pred[axis]}{fixed}"
               if axis is not None else "")
+    gives = (f"gives {_fmt(full)}, so sparse class ids must be {_fmt(pred)}"
+             if full is not None else f"gives {_fmt(pred)}")
     return data_finding(
         TARGET_SHAPE, ctx, b,
-        f"{m.label} is {_fmt(y)}; output `{call.name}` gives {_fmt(pred)}{detail}",
+        f"{m.label} is {_fmt(y)}; output `{call.name}` {gives}{detail}",
         call=call, shapes=shapes,
         hint=("make the output's fixed length follow the data (or pad/crop the targets "
               "to it)" if fixed else "reshape the targets to the output's shape, or "
@@ -266,7 +270,7 @@ def _sparse(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple, y: 
         return
     want = pred[:-1]
     if not (agree(y, want) or agree(y, want + (1,))):
-        yield _mismatch(ctx, b, m, call, want, y, shapes)
+        yield _mismatch(ctx, b, m, call, want, y, shapes, full=pred)
         return
     hi = m.info.max
     if isinstance(units, int) and hi is not None and hi >= units:
@@ -306,7 +310,7 @@ def _elementwise(ctx: ModelContext, b: Binding, m: Match, call: Any, pred: tuple
                 severity="warning", hint="map the labels to 0/1")
         return
     joint = broadcast(ya, pa)
-    if joint is None:
+    if joint is None or loss in BINARY:  # binary crossentropy wants one shape: Keras raises
         yield _mismatch(ctx, b, m, call, pred, y, shapes)
         return
     yield data_finding(
