@@ -166,10 +166,10 @@ def _window(op: Any, axis: int, rank: int, attr: str) -> int:
 
 
 def _stride(step: Step, rank: int) -> int:
-    op = step.call.op
-    if step.call.cls in _POOLS:
-        return _window(op, step.axis, rank, "strides") or _window(op, step.axis, rank, "pool_size")
-    return _window(op, step.axis, rank, "strides")
+    """The stride of a convolution or pooling along the step's axis; 1 for other layers."""
+    if step.call.cls not in _CONVS | _POOLS:
+        return 1
+    return _window(step.call.op, step.axis, rank, "strides")
 
 
 def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
@@ -190,10 +190,9 @@ def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
     chain += f" ≠ {_fmt_dim(want, values)}"
     factor = 1
     for s in changers:
-        if s.call.cls in _CONVS | _POOLS and _stride(s, rank) > 1:
-            factor *= _stride(s, rank)
+        factor *= _stride(s, rank)
     for s in changers:  # a stride that rounds: the size did not divide
-        stride = _stride(s, rank) if s.call.cls in _CONVS | _POOLS else 1
+        stride = _stride(s, rank)
         size = _value(s.size_in, values)
         if stride > 1 and size is not None and size % stride:
             name = "pool_size" if s.call.cls in _POOLS and getattr(s.call.op, "strides", None) \
@@ -205,7 +204,7 @@ def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
                          "pad to one before the strided layers")
     for s in changers:  # a window that shrinks the axis
         padding = str(getattr(s.call.op, "padding", "")).lower()
-        stride = _stride(s, rank) if s.call.cls in _CONVS | _POOLS else 1
+        stride = _stride(s, rank)
         if s.call.cls in _CONVS | _POOLS and padding == "valid" and \
                 not _same(dims.ceildiv(s.size_in, stride), s.size_out, values):
             return Cause(s.call, "padding='valid'",
@@ -219,9 +218,10 @@ def _size_cause(ctx: ModelContext, steps: list[Step], want: Any,
     odd = _odd_downsampler(changers, rank, values)
     if odd is not None:
         return Cause(odd.call, f"strides={_arg(odd.call.op, 'strides')}",
-                     f"`{odd.call.name}` halves the axis once more than the layers after it "
-                     f"restore ({_fmt_dim(odd.size_in, values)} → "
-                     f"{_fmt_dim(odd.size_out, values)})", chain,
+                     f"`{odd.call.name}` divides the axis by {_stride(odd, rank)} once more "
+                     f"than the layers after it multiply it back "
+                     f"({_fmt_dim(odd.size_in, values)} → {_fmt_dim(odd.size_out, values)})",
+                     chain,
                      f"give `{odd.call.name}` strides=1, or add the matching upsampling")
     if len(changers) == 1:
         s = changers[0]
@@ -264,12 +264,15 @@ def _origin_cause(first: Step, want: Any, values: dict[str, int]) -> Cause | Non
                      f"`{call.name}` makes this axis {got}", None,
                      f"give `{call.name}` a target whose axes are in the order the rest needs "
                      f"(this axis {wanted})")
+    if call.cls not in _SET_CHANNELS | _RNNS | {"Embedding", "Bidirectional"}:
+        return None
+    layer = _rnn(call) or op
     for attr in ("units", "filters", "output_dim"):
-        if call.cls in _SET_CHANNELS | _RNNS | {"Embedding", "Bidirectional"} and \
-                isinstance(getattr(_rnn(call) or op, attr, None), int):
-            return Cause(call, f"{attr}={getattr(_rnn(call) or op, attr)}",
-                         f"`{call.name}` gives {got} {'features' if attr != 'filters' else 'channels'}",
-                         None, f"use `{attr}={wanted}`" if isinstance(want, int) else None)
+        value = getattr(layer, attr, None)
+        if isinstance(value, int):
+            kind = "channels" if attr == "filters" else "features"
+            return Cause(call, f"{attr}={value}", f"`{call.name}` gives {got} {kind}", None,
+                         f"use `{attr}={wanted}`" if isinstance(want, int) else None)
     return None
 
 
