@@ -1,3 +1,5 @@
+"""``python -m shapecheck``: the command."""
+
 from shapecheck.cli import run
 
 run()
