@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from shapecheck.report import Diagnostic, Report
+from shapecheck.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Diagnostic", "Report", "check_model", "check_script"]
 
 

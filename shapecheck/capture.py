@@ -141,12 +141,12 @@ def install() -> Capture:
     from keras.src.layers.layer import Layer
     from keras.src.ops.operation import Operation
 
-    import shapecheck
+    from shapecheck import version  # lies in the package's folder
 
     _SKIP_PREFIXES = _package_dirs(
         "keras", "tensorflow", "tf_keras", "optree", "absl", "jax", "torch",
         "numpy", "shapecheck") + (os.path.dirname(os.__file__) + os.sep,)
-    _SKIP_PREFIXES += (os.path.dirname(os.path.abspath(shapecheck.__file__)) + os.sep,)
+    _SKIP_PREFIXES += (os.path.dirname(os.path.abspath(version.__file__)) + os.sep,)
 
     node_init = Node.__init__
 

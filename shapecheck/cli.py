@@ -45,26 +45,27 @@ def version() -> str:
     try:
         return dist_version("keras-shapecheck")
     except PackageNotFoundError:
-        import shapecheck
+        from shapecheck.version import __version__
 
-        return shapecheck.__version__
+        return __version__
 
 
 def catalog_main(argv: list[str]) -> int:
     """``shapecheck rules`` lists the catalog; ``shapecheck rule CODE`` prints one doc."""
     from shapecheck.render import catalog
+    from shapecheck.rules import FAMILIES, all_rules, lookup
 
     if argv[0] == "rules":
         p = argparse.ArgumentParser(prog="shapecheck rules",
                                     description="List every rule shapecheck applies.")
         p.add_argument("--format", choices=("rich", "json"), default="rich")
         opts = p.parse_args(argv[1:])
-        catalog.render_rules(opts.format)
+        catalog.render_rules(all_rules(), FAMILIES, opts.format)
         return 0
     p = argparse.ArgumentParser(prog="shapecheck rule", description="Explain one rule.")
     p.add_argument("code", help="a rule code (SC303) or name (rank-broadcast)")
     opts = p.parse_args(argv[1:])
-    return 0 if catalog.render_rule(opts.code) else 2
+    return 0 if catalog.render_rule(lookup(opts.code), opts.code) else 2
 
 
 def resolve(argv: list[str]) -> tuple[Settings, list[str]]:
@@ -103,7 +104,12 @@ def render(report: object, s: Settings) -> None:
     import importlib
 
     module = importlib.import_module(f"shapecheck.render.{s.format}")
-    text = module.render(report)
+    if s.format == "sarif":  # the renderer is handed the rule catalog
+        from shapecheck.rules import all_rules
+
+        text = module.render(report, all_rules())
+    else:
+        text = module.render(report)
     if text:
         print(text)
 

@@ -75,10 +75,10 @@ def _shape(value: Any) -> tuple | None:
 def _library_dirs() -> tuple[str, ...]:
     import keras
 
-    import shapecheck
+    from shapecheck import version  # lies in the package's folder
 
     dirs = [os.path.dirname(os.path.abspath(keras.__file__)),
-            os.path.dirname(os.path.abspath(shapecheck.__file__))]
+            os.path.dirname(os.path.abspath(version.__file__))]
     for name in ("tensorflow", "jax", "torch", "tf_keras"):
         mod = sys.modules.get(name)
         file = getattr(mod, "__file__", None)

@@ -361,8 +361,6 @@ class Report:
     def filter(self, select: list[str] | None = None,
                ignore: list[str] | None = None) -> "Report":
         """Keep the findings whose codes pass ``select``/``ignore`` (codes or prefixes)."""
-        from shapecheck.rules.catalog import selected
-
         for f in self.files:
             f.diagnostics = [d for d in f.diagnostics if selected(d.code, select, ignore)]
             f.finish()
@@ -375,8 +373,6 @@ class Report:
         relative to ``base``)."""
         import fnmatch
         import os
-
-        from shapecheck.rules.catalog import selected
 
         for f in self.files:
             ignored: list[str] = []
@@ -418,6 +414,18 @@ class Report:
         if any(d.severity in levels for d in self.diagnostics):
             return 1
         return 0
+
+
+def selected(code: str, select: list[str] | None, ignore: list[str] | None) -> bool:
+    """Whether ``code`` passes ``--select``/``--ignore`` (codes or prefixes; longest wins)."""
+    def best(prefixes: list[str] | None) -> int:
+        return max((len(p) for p in prefixes or () if code.startswith(p.upper())), default=-1)
+
+    chosen = best(select) if select else 0
+    if chosen < 0:
+        return False
+    dropped = best(ignore)
+    return dropped < 0 or chosen > dropped
 
 
 _INLINE = re.compile(r"#\s*shapecheck:\s*ignore(?:\[([A-Za-z0-9, ]*)\])?")

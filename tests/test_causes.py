@@ -10,6 +10,7 @@ import pytest
 
 import shapecheck
 from shapecheck.render import github, jsondoc, sarif, text
+from shapecheck.rules import all_rules
 
 HEAD = "import numpy as np\nimport keras\nfrom keras import layers\n"
 
@@ -159,7 +160,7 @@ def test_every_format_carries_the_place_it_broke(tmp_path: Path) -> None:
     data = json.loads(jsondoc.render(report))
     [d] = data["files"][0]["diagnostics"]
     assert d["argument"] == "padding='valid'" and d["related"][0]["line"] == breaks
-    doc = json.loads(sarif.render(report))
+    doc = json.loads(sarif.render(report, all_rules()))
     [r] = doc["runs"][0]["results"]
     related = r["relatedLocations"][0]
     assert related["physicalLocation"]["region"]["startLine"] == breaks

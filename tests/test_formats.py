@@ -191,7 +191,7 @@ def test_every_status_is_told_in_text_github_and_sarif(sarif_validator) -> None:
                         "model: nothing was checked")
     assert lines[5] == f"shapecheck: {report.summary().line()}" and len(lines) == 6
     with cwd(ROOT):
-        doc = sarif.to_sarif(report)
+        doc = sarif.to_sarif(report, all_rules())
         assert_valid_sarif(sarif_validator, doc)
     run = doc["runs"][0]
     failed, stopped = run["invocations"][0]["toolExecutionNotifications"]
@@ -285,12 +285,12 @@ def test_text_command_and_fail_on() -> None:
 
 def test_sarif_validates_against_the_official_schema(report: Report, sarif_validator) -> None:
     with cwd(ROOT):
-        assert_valid_sarif(sarif_validator, sarif.to_sarif(report))
-        assert_valid_sarif(sarif_validator, sarif.to_sarif(synthetic()))
-        assert_valid_sarif(sarif_validator, sarif.to_sarif(Report([clean()])))
-        assert_valid_sarif(sarif_validator, sarif.to_sarif(statuses()))
+        assert_valid_sarif(sarif_validator, sarif.to_sarif(report, all_rules()))
+        assert_valid_sarif(sarif_validator, sarif.to_sarif(synthetic(), all_rules()))
+        assert_valid_sarif(sarif_validator, sarif.to_sarif(Report([clean()]), all_rules()))
+        assert_valid_sarif(sarif_validator, sarif.to_sarif(statuses(), all_rules()))
     # and the check bites
-    broken = sarif.to_sarif(report)
+    broken = sarif.to_sarif(report, all_rules())
     broken["runs"][0]["results"][0]["level"] = "fatal"
     del broken["runs"][0]["tool"]["driver"]["name"]
     broken["runs"][0]["tool"]["driver"]["informationUri"] = "keras-shapecheck"  # not a URI
@@ -298,7 +298,7 @@ def test_sarif_validates_against_the_official_schema(report: Report, sarif_valid
 
 
 def test_sarif_tool_lists_every_rule_with_its_doc(report: Report) -> None:
-    doc = sarif.to_sarif(report)
+    doc = sarif.to_sarif(report, all_rules())
     assert doc["$schema"] == "https://json.schemastore.org/sarif-2.1.0.json"
     assert doc["version"] == "2.1.0" and len(doc["runs"]) == 1
     driver = doc["runs"][0]["tool"]["driver"]
@@ -318,7 +318,7 @@ def test_sarif_tool_lists_every_rule_with_its_doc(report: Report) -> None:
 
 
 def test_sarif_results_point_at_the_call(report: Report) -> None:
-    run = sarif.to_sarif(report)["runs"][0]
+    run = sarif.to_sarif(report, all_rules())["runs"][0]
     add, concat = run["results"]
     rules = run["tool"]["driver"]["rules"]
     assert add["ruleId"] == "SC303" and rules[add["ruleIndex"]]["id"] == "SC303"
@@ -336,27 +336,27 @@ def test_sarif_results_point_at_the_call(report: Report) -> None:
     assert add["properties"] == {"model": d.model, "layer": "add", "shapes": d.shapes,
                                  "dims": d.dims, "confirmed": None}
     # fingerprints: stable from run to run, distinct between findings
-    again = sarif.to_sarif(report)["runs"][0]["results"]
+    again = sarif.to_sarif(report, all_rules())["runs"][0]["results"]
     assert [r["partialFingerprints"] for r in again] == [
         r["partialFingerprints"] for r in run["results"]]
     assert add["partialFingerprints"] != concat["partialFingerprints"]
 
 
 def test_sarif_failed_files_are_notifications(report: Report) -> None:
-    [invocation] = sarif.to_sarif(report)["runs"][0]["invocations"]
+    [invocation] = sarif.to_sarif(report, all_rules())["runs"][0]["invocations"]
     assert invocation["executionSuccessful"] is False
     [note] = invocation["toolExecutionNotifications"]
     assert note["level"] == "error"
     assert note["message"]["text"] == f"{MISSING}: no such file"
     assert note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == MISSING
-    ok = sarif.to_sarif(Report([clean()]))["runs"][0]
+    ok = sarif.to_sarif(Report([clean()]), all_rules())["runs"][0]
     assert ok["invocations"][0] == {"executionSuccessful": True,
                                     "toolExecutionNotifications": []}
     assert ok["results"] == []
 
 
 def test_sarif_places_of_every_kind() -> None:
-    results = sarif.to_sarif(synthetic())["runs"][0]["results"]
+    results = sarif.to_sarif(synthetic(), all_rules())["runs"][0]["results"]
     by_message = {r["message"]["text"].split("\n")[0]: r for r in results}
     assert "locations" not in by_message["from check_model"]
     no_line = by_message["no line"]["locations"][0]["physicalLocation"]

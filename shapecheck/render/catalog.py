@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Mapping, Sequence
 
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
-from shapecheck.rules import FAMILIES, all_rules, lookup
 
 
-def render_rules(fmt: str = "rich", console: Console | None = None) -> None:
-    rules = all_rules()
+def render_rules(rules: Sequence[Any], families: Mapping[str, str], fmt: str = "rich",
+                 console: Console | None = None) -> None:
+    """Print the catalog ``rules`` (each with ``code``, ``name``, ``severity``, ``family``,
+    ``summary``), grouped by ``families`` (code prefix -> family name)."""
     if fmt == "json":
         print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity,
                            "family": r.family, "summary": r.summary} for r in rules],
                          indent=2))
         return
     console = console or Console(highlight=False)
-    for prefix, family in FAMILIES.items():
+    for prefix, family in families.items():
         members = [r for r in rules if r.code.startswith(prefix)]
         if not members:
             continue
@@ -36,9 +38,9 @@ def render_rules(fmt: str = "rich", console: Console | None = None) -> None:
     console.print("`shapecheck rule CODE` explains one rule.")
 
 
-def render_rule(code: str, console: Console | None = None) -> bool:
+def render_rule(spec: Any, code: str, console: Console | None = None) -> bool:
+    """Print one rule's doc; ``spec`` is None when no rule is called ``code``."""
     console = console or Console(highlight=False)
-    spec = lookup(code)
     if spec is None:
         console.print(f"[red]no rule {escape(code)!s}[/]; `shapecheck rules` lists them")
         return False

@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Any, Sequence
 from pathlib import Path, PurePath
 from urllib.parse import quote
 
-import shapecheck
 from shapecheck.render.text import ordered
 from shapecheck.report import Diagnostic, FileReport, Location, Report
-from shapecheck.rules.catalog import RuleSpec
+from shapecheck.version import __version__
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 VERSION = "2.1.0"
@@ -60,7 +60,7 @@ def artifact_location(path: str) -> dict:
     return {"uri": quote(PurePath(path).as_posix()), "uriBaseId": SRCROOT}
 
 
-def rule_descriptor(rule: RuleSpec) -> dict:
+def rule_descriptor(rule: Any) -> dict:
     return {
         "id": rule.code,
         "name": rule.name,
@@ -179,10 +179,10 @@ def status_results(f: FileReport, first_index: int) -> list[dict]:
     return out
 
 
-def to_sarif(report: Report) -> dict:
-    from shapecheck.rules import all_rules
-
-    rules = all_rules()
+def to_sarif(report: Report, rules: Sequence[Any]) -> dict:
+    """The SARIF log of ``report``; ``rules``: the rule catalog, in order (each with
+    ``code``, ``name``, ``severity``, ``summary``, ``doc``, ``family``)."""
+    rules = list(rules)
     rule_index = {rule.code: i for i, rule in enumerate(rules)}
     results = [result(d, rule_index) for f in report.files for d in ordered(f)]
     results += [r for f in report.files for r in status_results(f, len(rules))]
@@ -191,8 +191,8 @@ def to_sarif(report: Report) -> dict:
     invocation = {"executionSuccessful": not failed,
                   "toolExecutionNotifications": [notification(f) for f in told]}
     run: dict = {
-        "tool": {"driver": {"name": "shapecheck", "version": shapecheck.__version__,
-                            "semanticVersion": shapecheck.__version__,
+        "tool": {"driver": {"name": "shapecheck", "version": __version__,
+                            "semanticVersion": __version__,
                             "informationUri": INFORMATION_URI,
                             "rules": [rule_descriptor(rule) for rule in rules]
                             + [dict(r) for r in STATUS_RULES]}},
@@ -207,5 +207,6 @@ def to_sarif(report: Report) -> dict:
     return {"$schema": SCHEMA_URI, "version": VERSION, "runs": [run]}
 
 
-def render(report: Report) -> str:
-    return json.dumps(to_sarif(report), indent=2)
+def render(report: Report, rules: Sequence[Any]) -> str:
+    """The SARIF log as text; ``rules``: the rule catalog (see :func:`to_sarif`)."""
+    return json.dumps(to_sarif(report, rules), indent=2)

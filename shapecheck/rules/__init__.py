@@ -19,13 +19,12 @@ Rules never print; renderers do.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, Callable, Iterable
 
-from shapecheck.rules.catalog import CATALOG, FAMILIES, RuleSpec, define, lookup, selected
+from shapecheck.rules.catalog import (CATALOG, FAMILIES, RuleSpec, all_rules, define, load,
+                                         lookup)
 
-__all__ = ["CATALOG", "FAMILIES", "RuleSpec", "define", "lookup", "selected", "load",
+__all__ = ["CATALOG", "FAMILIES", "RuleSpec", "define", "lookup", "load",
            "model_check", "failure_check", "script_error_check", "batch_check",
            "feed_check", "all_rules"]
 
@@ -69,24 +68,3 @@ def failure_check(priority: int = 50) -> Callable[[FailureCheck], FailureCheck]:
 def script_error_check(fn: ScriptErrorCheck) -> ScriptErrorCheck:
     SCRIPT_ERROR_CHECKS.append(fn)
     return fn
-
-
-_LOADED = False
-
-
-def load() -> None:
-    """Import every family module (each registers its rules)."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import shapecheck.rules as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name not in ("catalog", "context", "engine") and not info.name.startswith("_"):
-            importlib.import_module(f"shapecheck.rules.{info.name}")
-
-
-def all_rules() -> list[RuleSpec]:
-    load()
-    return [CATALOG[c] for c in sorted(CATALOG)]

@@ -6,6 +6,8 @@ names never change meaning once released; a retired rule keeps its code.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import textwrap
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +77,6 @@ def define(code: str, name: str, severity: str, summary: str, doc: str,
 
 def lookup(code_or_name: str) -> RuleSpec | None:
     """A rule by code (``SC303``, any case) or name (``batch-broadcast``)."""
-    from shapecheck.rules import load
-
     load()
     key = code_or_name.strip()
     spec = CATALOG.get(key.upper())
@@ -88,13 +88,24 @@ def lookup(code_or_name: str) -> RuleSpec | None:
     return None
 
 
-def selected(code: str, select: list[str] | None, ignore: list[str] | None) -> bool:
-    """Whether ``code`` passes ``--select``/``--ignore`` (codes or prefixes; longest wins)."""
-    def best(prefixes: list[str] | None) -> int:
-        return max((len(p) for p in prefixes or () if code.startswith(p.upper())), default=-1)
+_LOADED = False
 
-    chosen = best(select) if select else 0
-    if chosen < 0:
-        return False
-    dropped = best(ignore)
-    return dropped < 0 or chosen > dropped
+
+def load() -> None:
+    """Import every family module of ``shapecheck.rules`` (each defines its rules)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from pathlib import Path
+
+    here = str(Path(__file__).parent)
+    for info in sorted(pkgutil.iter_modules([here]), key=lambda i: i.name):
+        if info.name not in ("catalog", "context", "engine") and not info.name.startswith("_"):
+            importlib.import_module(f"shapecheck.rules.{info.name}")
+
+
+def all_rules() -> list[RuleSpec]:
+    """Every rule, by code."""
+    load()
+    return [CATALOG[c] for c in sorted(CATALOG)]
