@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from shapecheck.runner import check_files_together
+from shapecheck.script.runner import check_files_together
 
 CAUSES = Path(__file__).resolve().parent.parent / "fixtures" / "causes"
 

@@ -61,9 +61,11 @@ finally:
 IMPORT_KERAS = "import keras"
 IMPORT_ALL = """
 import keras
-from shapecheck import capture
+from shapecheck.script import capture
 capture.install()
-from shapecheck import analyze, feeds, bind
+from shapecheck.graph import model as analyze
+from shapecheck.data import feeds
+from shapecheck.data import bind
 from shapecheck.rules import load
 load()
 """

@@ -82,8 +82,8 @@ def static_pass(model, budget: float = 4.0):
     check does. A full garbage collection before each run keeps the
     collection of what building the model left behind out of the time.
     """
-    from shapecheck import probe
-    from shapecheck.infer import infer_model
+    from shapecheck.shapes import probe
+    from shapecheck.shapes.infer import infer_model
 
     def fresh():
         probe._CACHE.clear()
@@ -270,7 +270,7 @@ def bench_deep(sizes: list[int]) -> None:
                 print(f"{kind:<10} {n:>7} {'':>7} {t_build:>14.2f} RecursionError: {err}")
                 continue
             calls = len(shapes.results)
-            from shapecheck.infer import infer_model
+            from shapecheck.shapes.infer import infer_model
 
             mib = peak_memory(functools.partial(infer_model, model)) / (1 << 20)
             print(f"{kind:<10} {n:>7} {calls:>7} {t_build:>14.2f} {t_infer:>9.3f} "
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.cpu_count()} CPUs, {platform.machine()}")
 
     # Warm up: TF start-up, rule loading, sympy caches for the common forms.
-    from shapecheck.infer import infer_model
+    from shapecheck.shapes.infer import infer_model
 
     keras.backend.clear_session()
     warm = keras.applications.MobileNet(weights=None, include_top=False, input_shape=FREE)

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     s, script_args = resolve(argv)
 
     from shapecheck.report import Report
-    from shapecheck.runner import check_paths, stop_on_signals
+    from shapecheck.script.runner import check_paths, stop_on_signals
 
     with stop_on_signals() as stop:  # SIGINT/SIGTERM: the children stopped, their records kept
         files = check_paths(s.paths, s, script_args)

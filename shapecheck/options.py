@@ -185,10 +185,10 @@ class Settings:
     config_file: str | None = None  # the pyproject.toml the config came from
 
     def run_options(self) -> Any:
-        """The :class:`shapecheck.execute.RunOptions` for ``--run``, or None."""
+        """The :class:`shapecheck.verify.execute.RunOptions` for ``--run``, or None."""
         if not self.run:
             return None
-        from shapecheck.execute import RunOptions
+        from shapecheck.verify.execute import RunOptions
 
         return RunOptions(device=self.device, sizes=dict(self.dims), timeout=self.run_timeout)
 

@@ -77,7 +77,7 @@ class Checker:
     def check_script(self, path: str | os.PathLike, *, args: tuple[str, ...] = ()) -> Any:
         """Check a script in a child process; fail the test on findings."""
         from shapecheck.report import Report
-        from shapecheck.runner import check_file
+        from shapecheck.script.runner import check_file
 
         s = self.settings
         report = Report([check_file(str(path), timeout=s.timeout, args=list(args),
@@ -121,7 +121,7 @@ class ScriptItem(pytest.Item):
 
     def runtest(self) -> None:
         from shapecheck.report import Report
-        from shapecheck.runner import check_file
+        from shapecheck.script.runner import check_file
 
         s = self.settings
         report = Report([check_file(self.script, timeout=s.timeout, run=s.run_options())])
@@ -167,7 +167,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     if not config.getoption("shapecheck", default=False):
         return
-    from shapecheck.runner import expand
+    from shapecheck.script.runner import expand
 
     s = _settings(config)
     if not s.paths:

@@ -29,9 +29,9 @@ import keras
 import numpy as np
 import pytest
 
-from shapecheck import dims
-from shapecheck.infer import ModelShapes, infer_model
-from shapecheck.oracle import assignments, check_against_keras
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import ModelShapes, infer_model
+from shapecheck.verify.oracle import assignments, check_against_keras
 from shapecheck.rules.context import ModelContext
 from shapecheck.rules.engine import model_findings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shapecheck.runner import check_files_together
+from shapecheck.script.runner import check_files_together
 
 CAUSES = Path(__file__).resolve().parent.parent / "fixtures" / "causes"
 BUGGY = sorted(p for p in CAUSES.glob("*.py") if not p.stem.endswith("_fixed"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shapecheck.report import Report
-from shapecheck.runner import check_files_together
+from shapecheck.script.runner import check_files_together
 from tests.test_cli import FIXTURES, line_of, shapecheck
 
 CLEAN = ["clean_unet.py", "clean_seq2seq.py", "clean_sequential_text.py",
@@ -158,7 +158,7 @@ def test_sequential_errors_point_at_each_layer_once() -> None:
 
 
 def test_tied_sizes_read_as_divisibility_where_that_is_what_they_mean() -> None:
-    from shapecheck import dims
+    from shapecheck.shapes import dims
     from shapecheck.rules.merge import condition
 
     H = dims.symbol("H")

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import sympy as sp
 
-from shapecheck import dims
+from shapecheck.shapes import dims
 
 T, B = dims.named("T"), dims.named("batch")
 
@@ -98,7 +98,7 @@ def test_a_batch_only_model_is_checked_without_sympy() -> None:
         import sys
         import keras
         from keras import layers
-        from shapecheck.analyze import analyze
+        from shapecheck.graph.model import analyze
 
         cnn = keras.Sequential([keras.Input((16, 16, 3)), layers.Conv2D(4, 3),
                                 layers.MaxPooling2D(), layers.Flatten(), layers.Dense(2)])

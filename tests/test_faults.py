@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shapecheck.runner import check_file, check_files_together
+from shapecheck.script.runner import check_file, check_files_together
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shapecheck.capture import DataCall
-from shapecheck.feeds import array_info, sample
+from shapecheck.script.capture import DataCall
+from shapecheck.data.feeds import array_info, sample
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_parameter_tables_match_keras() -> None:
 
     from keras.src.trainers.trainer import Trainer
 
-    from shapecheck.feeds import _PARAMS
+    from shapecheck.data.feeds import _PARAMS
 
     for method, names in _PARAMS.items():
         params = [p for p in inspect.signature(getattr(Trainer, method)).parameters
@@ -658,7 +658,7 @@ def _kinds_in_source() -> set[str]:
     import re
     from pathlib import Path
 
-    import shapecheck.feeds as feeds
+    import shapecheck.data.feeds as feeds
 
     return set(re.findall(r'\.add\(\s*"([a-z-]+)"', Path(feeds.__file__).read_text()))
 
@@ -695,7 +695,7 @@ def test_problem_is_an_error_exactly_when_keras_fails_on_it(kind: str) -> None:
 def test_keras2_data_forms_are_found_where_keras3_fails() -> None:
     from pathlib import Path
 
-    from shapecheck.runner import check_file
+    from shapecheck.script.runner import check_file
 
     path = Path(__file__).resolve().parent.parent / "fixtures" / "keras2_data_forms.py"
     report = check_file(str(path), timeout=240)

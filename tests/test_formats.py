@@ -19,7 +19,7 @@ import shapecheck
 from shapecheck.render import github, sarif, text
 from shapecheck.report import Diagnostic, FileReport, ModelEntry, Report, ScriptError
 from shapecheck.rules import all_rules, lookup
-from shapecheck.runner import check_file
+from shapecheck.script.runner import check_file
 
 ROOT = Path(__file__).resolve().parent.parent
 GRU_ADD = "fixtures/seed001_gru_add.py"

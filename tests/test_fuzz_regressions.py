@@ -11,9 +11,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from keras import layers  # noqa: E402
 
-from shapecheck import check_model, dims  # noqa: E402
-from shapecheck.infer import infer_model  # noqa: E402
-from shapecheck.oracle import check_against_keras  # noqa: E402
+from shapecheck import check_model  # noqa: E402
+from shapecheck.shapes import dims  # noqa: E402
+from shapecheck.shapes.infer import infer_model  # noqa: E402
+from shapecheck.verify.oracle import check_against_keras  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`")
 

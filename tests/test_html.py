@@ -27,7 +27,7 @@ from shapecheck.options import OptionError, read_config, settings  # noqa: E402
 from shapecheck.render import html, svg  # noqa: E402
 from shapecheck.render.layout import Edge, layout  # noqa: E402
 from shapecheck.report import Diagnostic, Report  # noqa: E402
-from shapecheck.runner import check_file  # noqa: E402
+from shapecheck.script.runner import check_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTIONING = "fixtures/seed000_captioning.py"  # SC601 at `concat3`

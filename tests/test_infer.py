@@ -14,9 +14,9 @@ import sympy as sp
 from keras import layers
 
 import shapecheck
-from shapecheck import dims
-from shapecheck.infer import infer_model
-from shapecheck.oracle import check_against_keras
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import infer_model
+from shapecheck.verify.oracle import check_against_keras
 
 
 def shapes_by_name(model: keras.Model) -> dict[str, list[str]]:

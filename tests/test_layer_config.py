@@ -10,7 +10,7 @@ import keras
 import pytest
 from keras import layers
 
-from shapecheck.graph import LayerCall
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules.layer_config import _axes, activation_name, id_bound, output_activation
 from shapecheck.rules.losses import (Output, loss_name, losses_per_output,
                                      structure_problems)

@@ -15,7 +15,7 @@ import pytest
 from keras import layers
 
 import shapecheck
-from shapecheck.graph import LayerCall
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules.layout import Layout, misread_axes, spatial_layout
 
 pytestmark = pytest.mark.filterwarnings(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shapecheck.rules import all_rules
-from shapecheck.runner import check_files_together
+from shapecheck.script.runner import check_files_together
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "fixtures" / "rules"
@@ -39,7 +39,7 @@ def expected(path: Path) -> set[tuple[str, int]]:
 
 @pytest.fixture(scope="session")
 def rule_reports() -> dict[str, object]:
-    from shapecheck.execute import RunOptions
+    from shapecheck.verify.execute import RunOptions
 
     paths = sorted(str(p) for p in RULES_DIR.glob("SC*.py"))
     static = [p for p in paths if not Path(p).name.startswith(RUN_FAMILIES)]

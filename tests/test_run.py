@@ -16,8 +16,8 @@ import pytest
 from keras import layers, ops
 
 import shapecheck
-from shapecheck.execute import RunOptions
-from shapecheck.runner import check_files_together
+from shapecheck.verify.execute import RunOptions
+from shapecheck.script.runner import check_files_together
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -140,7 +140,7 @@ def test_unknown_dim_name_says_which_dims_exist():
 
 
 def test_a_model_too_large_for_the_memory_limit_is_skipped_with_a_note():
-    from shapecheck.analyze import analyze
+    from shapecheck.graph.model import analyze
 
     options = RunOptions(device="cpu", memory_limit=1000)
     (entry,), found = analyze([(_bn_model(), None, None)], run=options)
@@ -183,8 +183,8 @@ def test_custom_layer_declaring_a_wrong_shape_is_reported():
 
 
 def test_a_wrong_inferred_shape_is_reported_as_shapecheck_s_own_defect():
-    from shapecheck.execute import run_model, synthetic_plans
-    from shapecheck.infer import infer_model
+    from shapecheck.verify.execute import run_model, synthetic_plans
+    from shapecheck.shapes.infer import infer_model
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.runtime import defects
 
@@ -200,8 +200,8 @@ def test_a_wrong_inferred_shape_is_reported_as_shapecheck_s_own_defect():
 
 
 def test_a_finding_the_run_does_not_show_is_marked_not_confirmed():
-    from shapecheck.execute import run_model, synthetic_plans
-    from shapecheck.infer import infer_model
+    from shapecheck.verify.execute import run_model, synthetic_plans
+    from shapecheck.shapes.infer import infer_model
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.merge import MERGE_MISMATCH
     from shapecheck.rules.runtime import confirm
@@ -248,8 +248,8 @@ def test_device_gpu_without_a_gpu_is_a_clear_error():
 
 
 def test_an_op_path_in_a_framework_error_is_read_back_to_its_layer():
-    from shapecheck.execute import call_for_path, op_path
-    from shapecheck.infer import infer_model
+    from shapecheck.verify.execute import call_for_path, op_path
+    from shapecheck.shapes.infer import infer_model
     from shapecheck.rules.context import ModelContext
 
     a, b = keras.Input((500,)), keras.Input((500,))

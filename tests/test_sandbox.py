@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PROLOGUE = """
 import json, os, sys
-from shapecheck import sandbox
+from shapecheck.script import sandbox
 sb = sandbox.activate()
 """
 EPILOGUE = """
@@ -302,7 +302,7 @@ def test_shutil_metadata_links_and_temp_files(user):
 def test_close_restores_the_original_functions(tmp_path):
     code = """
     import builtins, io, os, shutil, sys, tempfile
-    from shapecheck import sandbox
+    from shapecheck.script import sandbox
     originals = (os.stat, os.open, os.listdir, builtins.open, shutil.rmtree, tempfile.tempdir)
     sb = sandbox.activate()
     held_stat, held_open = os.stat, open
@@ -338,7 +338,7 @@ def test_close_restores_the_original_functions(tmp_path):
 
 
 def test_describe_renders_each_kind():
-    from shapecheck.sandbox import Change
+    from shapecheck.script.sandbox import Change
 
     assert Change("m.keras", "/p/m.keras", "written").describe() == "wrote m.keras"
     assert Change("logs", "/p/logs", "created-dir").describe() == "created folder logs"

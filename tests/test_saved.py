@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shapecheck.runner import check_file
+from shapecheck.script.runner import check_file
 
 BUILD = textwrap.dedent('''
     import keras
@@ -247,7 +247,7 @@ def test_h5_loss_saved_by_alias_is_read_from_the_file(saved: Path) -> None:
     """Keras 3.15 cannot compile an .h5 whose loss is "mse" ("Could not deserialize
     'keras.metrics.mse' because it is not a KerasSaveable subclass"): the model is
     loaded without its compile config and the loss is read from the file."""
-    from shapecheck import saved as saved_mod
+    from shapecheck.script import saved as saved_mod
     from shapecheck.rules.losses import loss_name
 
     model, loss, notes = saved_mod.load(str(saved / "buggy.h5"))
@@ -261,7 +261,7 @@ def test_compile_config_keras_cannot_restore(saved: Path, tmp_path: Path,
     the loss is read from the file; if that fails too, a note says the loss is unchecked."""
     import keras
 
-    from shapecheck import saved as saved_mod
+    from shapecheck.script import saved as saved_mod
     from shapecheck.rules.losses import loss_name
 
     real = keras.saving.load_model

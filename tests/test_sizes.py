@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from shapecheck import dims
-from shapecheck.infer import Requirement, infer_model
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import Requirement, infer_model
 from shapecheck.rules.context import ModelContext
 from shapecheck.rules.sizes import (element_count, exact_fn, first_fit, fitting_target,
                                     from_keras_text, frozen_reshape, reshape_never_fits,

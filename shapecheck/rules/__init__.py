@@ -10,7 +10,7 @@ and registers checks:
 - ``@script_error_check``: ``fn(err_info) -> Diagnostic | None`` explains an
   exception that stopped the script;
 - ``@batch_check``: ``fn(ctx, binding) -> Iterable[Diagnostic]`` over one
-  sampled batch bound to a model (:mod:`shapecheck.bind`);
+  sampled batch bound to a model (:mod:`shapecheck.data.bind`);
 - ``@feed_check``: ``fn(ctx, feed) -> Iterable[Diagnostic]`` over one data feed
   as a whole (structure problems, sampling).
 

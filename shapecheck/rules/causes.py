@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from shapecheck import dims
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.report import Diagnostic, Location
 from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, source_line
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shapecheck import dims
+from shapecheck.shapes import dims
 from shapecheck.rules import define, failure_check, model_check
 from shapecheck.rules.context import (ModelContext, failure_finding, failure_shapes,
                                       numbered)
@@ -293,7 +293,7 @@ def _tup(shape: tuple) -> str:
 @failure_check(priority=10)
 def weight_shape(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     """SC106: weights Keras refused while the layer was made, set or built."""
-    from shapecheck.layerweights import errors_of
+    from shapecheck.script.layerweights import errors_of
 
     found = errors_of(failure.op)
     if not failure.inputs and not failure.input_shapes:  # a refused set_weights / weights=

@@ -7,9 +7,9 @@ from typing import Any, Callable, Iterable
 
 import networkx as nx
 
-from shapecheck import dims
-from shapecheck.graph import LayerCall
-from shapecheck.infer import ModelShapes
+from shapecheck.shapes import dims
+from shapecheck.shapes.graph import LayerCall
+from shapecheck.shapes.infer import ModelShapes
 from shapecheck.rules.catalog import RuleSpec
 
 PathFn = Callable[[str | None], str | None]

@@ -6,11 +6,11 @@ import math
 from itertools import permutations
 from typing import Any, Iterator
 
-from shapecheck import dims
-from shapecheck.bind import Binding, meeting_call
+from shapecheck.shapes import dims
+from shapecheck.data.bind import Binding, meeting_call
 from shapecheck.rules import batch_check, define, feed_check
 from shapecheck.rules.context import ModelContext, data_finding
-from shapecheck.sources import rank_hint, size_hint, transpose_hint
+from shapecheck.data.sources import rank_hint, size_hint, transpose_hint
 
 BATCH_MISMATCH = define("SC601", "batch-mismatch", "error",
                         "the inputs of one batch have different numbers of samples", """
@@ -434,7 +434,7 @@ _RULES = {"raised": SOURCE_RAISED, "dtype": DATA_DTYPE}
 
 @feed_check
 def feed_structure(ctx: ModelContext, feed: Any) -> Iterator[Any]:
-    from shapecheck.bind import Binding
+    from shapecheck.data.bind import Binding
 
     holder = Binding(feed, type("Sampled", (), {"label": "while sampling"})())
     for p in feed.problems:

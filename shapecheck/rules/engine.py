@@ -131,7 +131,7 @@ def dedupe(findings: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def data_findings(ctx: ModelContext, feeds: list[Any]) -> tuple[list[Diagnostic], list[Any]]:
     """Findings from the data fed to one model, and the binding of every sampled batch."""
-    from shapecheck.bind import bind
+    from shapecheck.data.bind import bind
     from shapecheck.rules import BATCH_CHECKS, FEED_CHECKS
 
     load()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules import define, model_check
 from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext
 

@@ -13,9 +13,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from shapecheck import dims
-from shapecheck.bind import Binding, keras_adjusted
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.data.bind import Binding, keras_adjusted
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules import batch_check, define, model_check
 from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, data_finding
 from shapecheck.rules.sizes import axis_name, too_short, window_axes

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules import define, model_check
 from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, source_line
 from shapecheck.rules.layer_config import output_activation

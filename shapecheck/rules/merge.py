@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from shapecheck import dims
+from shapecheck.shapes import dims
 from shapecheck.rules import define, failure_check, model_check
 from shapecheck.rules.construction import CLAIMED_BY_FAMILIES
 from shapecheck.rules.context import ModelContext, failure_finding, failure_shapes

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from shapecheck import dims
-from shapecheck.layers.registry import flatten
+from shapecheck.shapes import dims
+from shapecheck.shapes.layers.registry import flatten
 from shapecheck.rules import define, failure_check, model_check, script_error_check
 from shapecheck.rules.construction import CLAIMED_BY_FAMILIES, expectation
 from shapecheck.rules.context import ModelContext, failure_finding, failure_shapes

@@ -2,7 +2,7 @@
 
 Execution confirms or refutes each static finding, maps an error that only
 execution finds to its layer and line, and compares every observed shape with
-the inferred one.  These rules read :mod:`shapecheck.execute` results; they
+the inferred one.  These rules read :mod:`shapecheck.verify.execute` results; they
 never execute anything themselves.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from shapecheck import dims
-from shapecheck.execute import Execution, ModelRun, RunError, iter_mismatches
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.verify.execute import Execution, ModelRun, RunError, iter_mismatches
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.report import Diagnostic
 from shapecheck.rules import define
 from shapecheck.rules.catalog import CATALOG

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator
 
 import networkx as nx
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules import define, failure_check, model_check
 from shapecheck.rules.construction import CLAIMED_BY_FAMILIES
 from shapecheck.rules.context import (SHAPE_PRESERVING, ModelContext, failure_finding,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from shapecheck import dims
-from shapecheck.bind import Binding, Match, evaluate
+from shapecheck.shapes import dims
+from shapecheck.data.bind import Binding, Match, evaluate
 from shapecheck.rules import batch_check, define
 from shapecheck.rules.context import ModelContext, data_finding
 from shapecheck.rules.losses import (BINARY, CATEGORICAL, SPARSE, compile_argument,

@@ -13,9 +13,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-from shapecheck import dims
-from shapecheck.bind import Binding, Match, evaluate
-from shapecheck.feeds import ArrayInfo
+from shapecheck.shapes import dims
+from shapecheck.data.bind import Binding, Match, evaluate
+from shapecheck.data.feeds import ArrayInfo
 from shapecheck.rules import batch_check, define
 from shapecheck.rules.context import ModelContext, data_finding
 from shapecheck.rules.losses import BINARY, CATEGORICAL, SPARSE, loss_name

@@ -76,9 +76,10 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
     """The property on one valid graph (its script, or the spec)."""
     import keras
 
-    from shapecheck import check_model, dims
-    from shapecheck.infer import infer_model
-    from shapecheck.oracle import check_against_keras
+    from shapecheck import check_model
+    from shapecheck.shapes import dims
+    from shapecheck.shapes.infer import infer_model
+    from shapecheck.verify.oracle import check_against_keras
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.sizes import minimum_sizes
 
@@ -203,7 +204,7 @@ def _sane_at(shapes: Any, model: Any, at: dict[str, list[int]]) -> bool:
     """Whether Keras is worth running at the sizes ``at``: no tensor with an empty axis
     (TensorFlow's convolutions return made-up shapes for one), no adaptive max pooling
     (TensorFlow kills the process on an axis of size 1)."""
-    from shapecheck import dims
+    from shapecheck.shapes import dims
 
     values = {n: v[0] for n, v in at.items()}
     if any(type(layer).__name__.startswith("AdaptiveMaxPooling")
@@ -220,7 +221,7 @@ def _sane_at(shapes: Any, model: Any, at: dict[str, list[int]]) -> bool:
 
 def _named_sizes(shapes: Any, model: Any, sizes: dict[str, list[int]],
                  count: int) -> dict[str, list[int]]:
-    from shapecheck import dims
+    from shapecheck.shapes import dims
 
     graph = shapes.graph
     by_key = {}
@@ -324,7 +325,7 @@ def _score(res: InjectedResult, diagnostics: list[Any]) -> None:
 
 def check_scripts(specs: list[GraphSpec], timeout: float = 600) -> list[InjectedResult]:
     """Each graph's script run under capture in one child process; the findings."""
-    from shapecheck.runner import check_files_together
+    from shapecheck.script.runner import check_files_together
 
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         paths = []

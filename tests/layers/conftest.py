@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 import keras
 import pytest
 
-from shapecheck import dims
-from shapecheck.infer import ModelShapes, infer_model
-from shapecheck.oracle import check_against_keras
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import ModelShapes, infer_model
+from shapecheck.verify.oracle import check_against_keras
 
 
 def check(model: keras.Model, sizes: Mapping[str, Sequence[int]] | None = None,

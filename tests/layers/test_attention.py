@@ -6,10 +6,10 @@ import keras
 import pytest
 from keras import layers
 
-from shapecheck import dims
-from shapecheck.infer import Scope, infer_model
-from shapecheck.layers import attention as attention_rules
-from shapecheck.layers.registry import ShapeError, Sym, find_rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import Scope, infer_model
+from shapecheck.shapes.layers import attention as attention_rules
+from shapecheck.shapes.layers.registry import ShapeError, Sym, find_rule
 from tests.layers.conftest import check, constraints, out_shape, outs
 
 B = dims.symbol("batch")

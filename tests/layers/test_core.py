@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import pytest
 
-from shapecheck.infer import infer_model
-from shapecheck.layers.registry import find_rule
+from shapecheck.shapes.infer import infer_model
+from shapecheck.shapes.layers.registry import find_rule
 from tests.layers.conftest import check, out_shape
 
 L = keras.layers
@@ -156,7 +156,7 @@ def test_reversible_embedding():
     assert out_shape(shapes, "emb", 0) == "(batch, L, 8)"
     results = [r for r in shapes.results if r.call.name == "emb"]
     assert len(results) == 2
-    from shapecheck import dims
+    from shapecheck.shapes import dims
     assert dims.fmt_shape(results[1].shapes[0]) == "(batch, L, 30)"
 
 
@@ -303,9 +303,9 @@ def test_dense_after_activation_chain():
 def test_einsum_dense_shared_kernel_checks():
     layer = L.EinsumDense("abc,cd->abd", output_shape=(None, 4))
     layer(keras.Input((None, 16)))
-    from shapecheck.infer import Scope
-    from shapecheck.layers.registry import Call, ShapeError, Sym
-    from shapecheck import dims
+    from shapecheck.shapes.infer import Scope
+    from shapecheck.shapes.layers.registry import Call, ShapeError, Sym
+    from shapecheck.shapes import dims
     B, T, F = dims.symbol("batch"), dims.symbol("T"), dims.symbol("F")
 
     def run(shape):
@@ -341,5 +341,5 @@ def test_einsum_dense_left_ellipsis_known_axes_follow_keras_static_shape():
 
 
 def tuple_str(shape):
-    from shapecheck import dims
+    from shapecheck.shapes import dims
     return dims.fmt_shape(tuple("batch" if d is None else d for d in shape))

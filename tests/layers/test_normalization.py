@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 import pytest
 
-from shapecheck import dims
-from shapecheck.infer import Scope, infer_model
-from shapecheck.layers.registry import Call, ShapeError, Sym, find_rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import Scope, infer_model
+from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, find_rule
 from tests.layers.conftest import check, out_shape
 
 L = keras.layers

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from shapecheck import dims
-from shapecheck.infer import Scope
-from shapecheck.layers.ops import broadcast, slice_length
-from shapecheck.layers.registry import Call, ShapeError, Sym, find_rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import Scope
+from shapecheck.shapes.layers.ops import broadcast, slice_length
+from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, find_rule
 from tests.layers.conftest import check, out_shape
 
 

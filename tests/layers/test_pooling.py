@@ -6,9 +6,9 @@ import keras
 import pytest
 import sympy as sp
 
-from shapecheck import dims
-from shapecheck.infer import Scope
-from shapecheck.layers.registry import ShapeError, Sym
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import Scope
+from shapecheck.shapes.layers.registry import ShapeError, Sym
 
 from .conftest import check, model, out_shape, result
 

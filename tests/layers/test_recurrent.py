@@ -6,9 +6,9 @@ import keras
 import pytest
 from keras import layers, ops
 
-from shapecheck import dims
-from shapecheck.infer import Scope, infer_model
-from shapecheck.layers.registry import ShapeError, Sym
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import Scope, infer_model
+from shapecheck.shapes.layers.registry import ShapeError, Sym
 from tests.layers.conftest import check as _check
 from tests.layers.conftest import constraints, out_shape, outs
 

@@ -376,8 +376,8 @@ def load(path: str) -> tuple[Any, Any, list[str]]:
 
 def run_saved(result_path: str, path: str) -> int:
     """The child's ``--saved`` mode: load ``path``, analyse it, write the report."""
-    from shapecheck.analyze import analyze, display_path
-    from shapecheck.child import _run_options, _write, device_error
+    from shapecheck.graph.model import analyze, display_path
+    from shapecheck.script.child import _run_options, _write, device_error
     from shapecheck.report import FileReport, NoteEntry, ScriptError
 
     shown = display_path(path)

@@ -45,16 +45,16 @@ def clean_message(err: BaseException) -> str:
 def _keras_tensors(obj: Any) -> list[Any]:
     from keras import KerasTensor
 
-    from shapecheck.layers.registry import flatten
+    from shapecheck.shapes.layers.registry import flatten
 
     return [t for t in flatten(obj) if isinstance(t, KerasTensor)]
 
 
 def guess_outputs(op: Any, args: tuple, kwargs: dict) -> Any:
     """Nested shapes (tuples with None) for ``op``'s outputs, from the shape rules."""
-    from shapecheck import dims
-    from shapecheck.infer import Scope
-    from shapecheck.layers.registry import Sym, find_rule
+    from shapecheck.shapes import dims
+    from shapecheck.shapes.infer import Scope
+    from shapecheck.shapes.layers.registry import Sym, find_rule
 
     scope = Scope()
 
@@ -89,7 +89,7 @@ def guess_outputs(op: Any, args: tuple, kwargs: dict) -> Any:
     fn = find_rule(op)
     sym_args, sym_kwargs = to_sym(args), to_sym(kwargs)
     if fn is not None and tensors:
-        from shapecheck.layers.registry import Call
+        from shapecheck.shapes.layers.registry import Call
 
         def attempt(a: tuple) -> Any:
             return to_keras(fn(Call(op=op, args=a, kwargs=sym_kwargs, scope=scope,
@@ -117,14 +117,14 @@ def _is_keras_tensor(obj: Any) -> bool:
 
 
 def _dimlike(d: Any) -> bool:
-    from shapecheck.layers.registry import _is_dim
+    from shapecheck.shapes.layers.registry import _is_dim
 
     return _is_dim(d)
 
 
 def _fit_rank(op: Any, args: tuple) -> tuple | None:
     """``args`` with the first tensor brought to the rank the layer's input spec wants."""
-    from shapecheck.layers.registry import Sym
+    from shapecheck.shapes.layers.registry import Sym
 
     spec = getattr(op, "input_spec", None)
     if isinstance(spec, (list, tuple)):

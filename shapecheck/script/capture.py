@@ -5,7 +5,7 @@
 - every model built (functional, Sequential, subclassed) is remembered with the
   line that built it;
 - ``fit``/``evaluate``/``predict``/``*_on_batch`` become dry runs: recorded,
-  nothing trained, a value shaped as Keras's returned (:mod:`shapecheck.dryrun`).
+  nothing trained, a value shaped as Keras's returned (:mod:`shapecheck.script.dryrun`).
 
 Only the child process that runs the user's script installs these patches.
 """
@@ -43,7 +43,7 @@ class DataCall:
     line: int | None
     args: tuple
     kwargs: dict
-    feeds: list[Any] = field(default_factory=list)  # shapecheck.feeds.Feed, sampled
+    feeds: list[Any] = field(default_factory=list)  # shapecheck.data.feeds.Feed, sampled
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Capture:
     models: list[ModelRecord] = field(default_factory=list)
     data_calls: list[DataCall] = field(default_factory=list)
     compiled: dict[int, dict] = field(default_factory=dict)
-    failures: list[Any] = field(default_factory=list)  # shapecheck.standin.Failure
+    failures: list[Any] = field(default_factory=list)  # shapecheck.script.standin.Failure
     recent: Any = field(default_factory=lambda: collections.deque(maxlen=256))  # CallSite
     made_up: DataCall | None = None  # the first dry-run call whose value was made up
 
@@ -179,7 +179,7 @@ def install() -> Capture:
                     raise
             finally:
                 _ACTIVE.pop()
-            from shapecheck.standin import make_standin
+            from shapecheck.script.standin import make_standin
 
             return make_standin(self, args, kwargs, failure)
 
@@ -217,7 +217,8 @@ def install() -> Capture:
 
     Layer.__init__ = init_layer
 
-    from shapecheck import layerweights, sources
+    from shapecheck.data import sources
+    from shapecheck.script import layerweights
 
     layerweights.install(Layer)  # weights refused while a layer is made or built
     sources.install()  # which Keras utility made each dataset, for the hints
@@ -233,8 +234,8 @@ def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
         return None  # Sequential.build expects it and leaves the model unbuilt
     from keras import KerasTensor
 
-    from shapecheck.layers.registry import flatten
-    from shapecheck.standin import Failure, clean_message
+    from shapecheck.shapes.layers.registry import flatten
+    from shapecheck.script.standin import Failure, clean_message
 
     tensors = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
     if not tensors:
@@ -301,7 +302,7 @@ def _dry(method: str, original: Any) -> Any:
         call = DataCall(self, method, path, line, args, kwargs)
         CAPTURE.data_calls.append(call)
         try:
-            from shapecheck.feeds import sample
+            from shapecheck.data.feeds import sample
 
             call.feeds = sample(call, timeout=SAMPLE_TIMEOUT)
         except Exception:  # sampling never stops the script; its problems are findings
@@ -309,7 +310,7 @@ def _dry(method: str, original: Any) -> Any:
         build_from_data(self, call.feeds)
         if CAPTURE.made_up is None:
             CAPTURE.made_up = call
-        from shapecheck.dryrun import bind, result
+        from shapecheck.script.dryrun import bind, result
 
         return result(self, method, bind(original, self, args, kwargs), call.feeds)
 

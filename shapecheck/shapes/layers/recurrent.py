@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.registry import (Call, ShapeError, Sym, flatten,
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.registry import (Call, ShapeError, Sym, flatten,
                                         flatten_shapes, rule, shape_of)
 
 # --- helpers -----------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, require_rank, rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.registry import Call, ShapeError, require_rank, rule
 
 
 def _spatial_axes(op: Any, count: int) -> list[int]:

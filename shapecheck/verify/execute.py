@@ -22,8 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from shapecheck import dims
-from shapecheck.graph import LayerCall
+from shapecheck.shapes import dims
+from shapecheck.shapes.graph import LayerCall
 from shapecheck.options import DEFAULT_RUN_TIMEOUT  # seconds for all executions of a model
 
 
@@ -333,7 +333,7 @@ def output_losses(ctx: Any) -> list[str] | None:
 
 
 def _output_names(ctx: Any) -> list[str]:
-    from shapecheck.bind import output_names
+    from shapecheck.data.bind import output_names
 
     return output_names(ctx)
 
@@ -423,14 +423,14 @@ _OP_TAIL = re.compile(r"\s*\[Op:\w+\](?: name:[ \t]*\S*)?\s*$")
 
 def _clean(err: BaseException) -> str:
     """The error's message without Keras's call banner and TensorFlow's op decorations."""
-    from shapecheck.standin import clean_message
+    from shapecheck.script.standin import clean_message
 
     text = _FUNCTION_NODE.sub("", clean_message(err))
     return "\n".join(_OP_TAIL.sub("", line) for line in text.splitlines()).strip()
 
 
 def _op(err: BaseException) -> str | None:
-    from shapecheck.standin import clean_message
+    from shapecheck.script.standin import clean_message
 
     return op_path(clean_message(err))
 

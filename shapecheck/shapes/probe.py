@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shapecheck import dims
-from shapecheck.layers.registry import Sym, flatten
+from shapecheck.shapes import dims
+from shapecheck.shapes.layers.registry import Sym, flatten
 
 if TYPE_CHECKING:  # pragma: no cover
-    from shapecheck.infer import Scope
+    from shapecheck.shapes.infer import Scope
 
 # Probe sizes: distinct, large enough for usual kernels and windows, and of
 # mixed residues (all-odd sizes would make floor(T/2) look linear).  Probe k

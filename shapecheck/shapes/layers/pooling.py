@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.layers.registry import Call, ShapeError, require_rank, rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.layers.registry import Call, ShapeError, require_rank, rule
 
 
 def _tuple(value: Any, rank: int) -> tuple:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.graph import key
+from shapecheck.shapes import dims
+from shapecheck.shapes.graph import key
 from shapecheck.rules.context import ModelContext
 
 

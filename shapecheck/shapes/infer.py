@@ -2,7 +2,7 @@
 
 Every dim Keras leaves as ``None`` gets a name: one ``batch`` shared by all
 inputs, readable names for the other unknown axes.  Each call's output shape
-comes from its rule (``shapecheck.layers``) or, for layers without one, from
+comes from its rule (``shapecheck.shapes.layers``) or, for layers without one, from
 Keras's ``compute_output_spec`` on probe sizes.  Equalities that layers demand
 between unknown dims are recorded as constraints for later stages.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.graph import LayerCall, ModelGraph, build_graph
-from shapecheck.layers.registry import (Call, ShapeError, Sym, find_rule,
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.graph import LayerCall, ModelGraph, build_graph
+from shapecheck.shapes.layers.registry import (Call, ShapeError, Sym, find_rule,
                                         first_parameter, flatten_shapes)
 
 
@@ -127,7 +127,7 @@ class Scope:
         fn = find_rule(op)
         if fn is not None:
             return fn(Call(op=op, args=args, kwargs=kwargs, scope=self, layer=layer))
-        from shapecheck.probe import probe_output
+        from shapecheck.shapes.probe import probe_output
 
         return probe_output(self, op, args, kwargs, layer=layer)
 
@@ -165,7 +165,7 @@ def _is_model(op: Any) -> bool:
 
 
 def _flat(obj: Any) -> list[Any]:
-    from shapecheck.layers.registry import flatten
+    from shapecheck.shapes.layers.registry import flatten
 
     return flatten(obj)
 
@@ -250,7 +250,7 @@ def _refused(scope: Scope, call: LayerCall, name: str, args: tuple, kwargs: dict
              keras_shapes: list[tuple]) -> list[tuple]:
     """Best shapes for a call Keras refused: its rule on a rank-fitted input, else the
     stand-in's shapes with the batch of the input."""
-    from shapecheck.standin import _fit_rank
+    from shapecheck.script.standin import _fit_rank
 
     trial = Scope(dims=scope.dims)  # constraints of a refused call are not findings
     for n, attempt in enumerate((args, _fit_rank(call.op, args))):

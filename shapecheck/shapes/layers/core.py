@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.registry import (Call, ShapeError, Sym, first_parameter, flatten,
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.registry import (Call, ShapeError, Sym, first_parameter, flatten,
                                         rule)
 
 # --- shared helpers --------------------------------------------------------------

@@ -9,10 +9,10 @@ and needs the other axes equal; Dot is Keras's ``batch_dot``.
 
 from __future__ import annotations
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.core import input_syms
-from shapecheck.layers.registry import Call, ShapeError, rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.core import input_syms
+from shapecheck.shapes.layers.registry import Call, ShapeError, rule
 
 
 def _name(call: Call) -> str:

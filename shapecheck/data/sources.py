@@ -88,7 +88,7 @@ def _wrap(name: str, fn: Any) -> Any:
 
 
 def _source(name: str, signature: Any, args: tuple, kwargs: dict) -> Source:
-    from shapecheck.capture import user_site
+    from shapecheck.script.capture import user_site
 
     given: dict[str, Any] = {}
     if signature is not None:

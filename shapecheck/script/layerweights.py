@@ -5,7 +5,7 @@ Two places raise on a weight of the wrong shape:
 - ``Layer.set_weights`` — called by the user, or by a constructor given
   ``weights=[matrix]`` (``Embedding``): the error stops the script at that
   line.  Under shapecheck a refusal from the user's code is recorded as a
-  :class:`~shapecheck.standin.Failure` (no tensor inputs) and the call
+  :class:`~shapecheck.script.standin.Failure` (no tensor inputs) and the call
   returns without setting the weights, so the rest of the script is checked.
 - ``Layer.add_weight`` while a layer builds on its first call — an
   initializer that holds an array (``Constant(matrix)``) of another shape:
@@ -142,8 +142,8 @@ def install(layer_cls: type) -> None:
 def _refused(layer: Any, weights: Any, err: ValueError, kind: str) -> bool:
     """Record a ``set_weights`` the user's code made that Keras refused; False when it
     is no shape error (the script sees it as Keras raised it)."""
-    from shapecheck import capture
-    from shapecheck.standin import Failure, clean_message
+    from shapecheck.script import capture
+    from shapecheck.script.standin import Failure, clean_message
 
     message = clean_message(err)
     if "weight shape" not in message and "weight list of length" not in message:
@@ -165,7 +165,7 @@ def _refused(layer: Any, weights: Any, err: ValueError, kind: str) -> bool:
 def _initializer_refused(layer: Any, args: tuple, kwargs: dict, err: Exception) -> None:
     """Keep what ``add_weight`` was making when an array-valued initializer of another
     shape made it fail (its value broadcast against the weight's shape)."""
-    from shapecheck.standin import clean_message
+    from shapecheck.script.standin import clean_message
 
     try:
         import keras

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from shapecheck import dims
-from shapecheck.infer import ModelShapes, _is_model, infer_model
+from shapecheck.shapes import dims
+from shapecheck.shapes.infer import ModelShapes, _is_model, infer_model
 from shapecheck.report import (ConstraintEntry, Diagnostic, LayerEntry, ModelEntry,
                                NoteEntry)
 
@@ -92,8 +92,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     """Entries and findings for the models a script built and the calls Keras refused.
 
     ``models`` holds ``(model, path, line)``; ``failures`` the refused calls
-    (:class:`shapecheck.standin.Failure`); ``compiled`` maps ``id(model)`` to
-    its ``compile`` arguments; ``run`` (:class:`shapecheck.execute.RunOptions`)
+    (:class:`shapecheck.script.standin.Failure`); ``compiled`` maps ``id(model)`` to
+    its ``compile`` arguments; ``run`` (:class:`shapecheck.verify.execute.RunOptions`)
     executes each model after the static pass and marks what it confirms.
     """
     from shapecheck.rules.context import ModelContext
@@ -160,7 +160,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
 def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
                   minimums: dict[str, tuple[int, str]], options: Any) -> dict:
     """Run one model (``--run``); add the run's findings to ``found``; its record."""
-    from shapecheck.execute import (DeviceError, ModelRun, PlanError, data_plans, run_model,
+    from shapecheck.verify.execute import (DeviceError, ModelRun, PlanError, data_plans, run_model,
                                     synthetic_plans)
     from shapecheck.rules.runtime import confirm
 

@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from shapecheck.analyze import display_path
+from shapecheck.graph.model import display_path
 from shapecheck.options import DEFAULT_TIMEOUT
 from shapecheck.report import FileReport, ModelEntry, ScriptError
-from shapecheck.saved import is_saved_model
+from shapecheck.script.saved import is_saved_model
 
 RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
 
@@ -78,18 +78,18 @@ def child_env(run: Any = None) -> dict[str, str]:
 
 
 def child_command(*args: str) -> list[str]:
-    """``python -P`` running :func:`shapecheck.child.main` with ``args``.
+    """``python -P`` running :func:`shapecheck.script.child.main` with ``args``.
 
     The child loads this very shapecheck package by its location and puts
     nothing on ``sys.path``: a ``shapecheck``, ``keras`` or ``numpy`` folder in
     the working directory cannot shadow the installed ones.
     """
-    pkg = os.path.dirname(os.path.abspath(__file__))
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # shapecheck/
     boot = ("import importlib.util as u, sys\n"
             f"s = u.spec_from_file_location('shapecheck', {os.path.join(pkg, '__init__.py')!r},"
             f" submodule_search_locations=[{pkg!r}])\n"
             "m = u.module_from_spec(s); sys.modules['shapecheck'] = m; s.loader.exec_module(m)\n"
-            "from shapecheck.child import main\n"
+            "from shapecheck.script.child import main\n"
             "main()\n")
     return [sys.executable, "-P", "-c", boot, "--parent", str(os.getpid()), *args]
 
@@ -400,9 +400,9 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
                args: list[str] | tuple[str, ...] = (), run: Any = None,
                startup_timeout: float = STARTUP_TIMEOUT) -> FileReport:
     """Check one script: run it under capture in a child process (a saved
-    ``.keras``/``.h5`` model is loaded there instead: :mod:`shapecheck.saved`).
+    ``.keras``/``.h5`` model is loaded there instead: :mod:`shapecheck.script.saved`).
 
-    ``run`` (:class:`shapecheck.execute.RunOptions`) executes each model too.
+    ``run`` (:class:`shapecheck.verify.execute.RunOptions`) executes each model too.
     ``timeout`` counts the script's own time (loading, for a saved model), from
     the end of the child's start-up, which has ``startup_timeout``.  Whatever
     ends the child (a limit, a crash, a signal, :data:`STOP`), the report has

@@ -31,7 +31,7 @@ class LayerCall:
     internal: bool = False  # made by Keras inside another call (e.g. mask ops)
     col: int | None = None
     end_col: int | None = None
-    failure: Any = None  # a shapecheck.standin.Failure when Keras refused the call
+    failure: Any = None  # a shapecheck.script.standin.Failure when Keras refused the call
     created: tuple | None = None  # (path, line, col, end_col) where the user made the layer
 
     @property

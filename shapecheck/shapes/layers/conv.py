@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.registry import Call, ShapeError, rule
 
 
 def _tuple(value: Any, rank: int) -> tuple:

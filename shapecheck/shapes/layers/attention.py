@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, rule, shape_of
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.registry import Call, ShapeError, rule, shape_of
 
 
 def _fmt(shape: tuple) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck.layers.core import (check_axes, check_input_spec, check_weight_axes,
+from shapecheck.shapes.layers.core import (check_axes, check_input_spec, check_weight_axes,
                                     input_shape, input_syms, normalize_axes, preserve)
-from shapecheck import dims
-from shapecheck.layers.registry import Call, ShapeError, Sym, rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, rule
 
 
 def _axes_rule(call: Call) -> tuple:

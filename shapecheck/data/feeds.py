@@ -862,7 +862,7 @@ def _library_dirs() -> tuple[str, ...]:
     shapecheck itself."""
     paths = sysconfig.get_paths()
     dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    dirs.add(os.path.dirname(os.path.abspath(__file__)))
+    dirs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shapecheck/
     return tuple(os.path.join(os.path.abspath(d), "") for d in dirs if d)
 
 
@@ -882,7 +882,7 @@ def _raised_at(err: BaseException) -> tuple[str, int] | None:
 
 
 def _place(path: str, line: int) -> str:
-    from shapecheck.analyze import display_path
+    from shapecheck.graph.model import display_path
 
     return f"{display_path(path)}:{line}"
 
@@ -953,7 +953,7 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any,
             functions = _pipeline_functions(x)
         except Exception:  # a dataset of another make: no functions to point at
             functions = []
-        from shapecheck.sources import dataset_source
+        from shapecheck.data.sources import dataset_source
 
         feed.source, feed.pipeline = dataset_source(x), functions
     reach = _reach(feed.kind, steps, epochs)

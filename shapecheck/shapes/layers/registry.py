@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from shapecheck import dims
-from shapecheck.dims import Dim
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
 
 if TYPE_CHECKING:  # pragma: no cover
-    from shapecheck.infer import Scope
+    from shapecheck.shapes.infer import Scope
 
 
 class ShapeError(Exception):
@@ -204,11 +204,11 @@ def _load_rules() -> None:
     import importlib
     import pkgutil
 
-    import shapecheck.layers as pkg
+    import shapecheck.shapes.layers as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name != "registry" and not info.name.startswith("_"):
-            importlib.import_module(f"shapecheck.layers.{info.name}")
+            importlib.import_module(f"shapecheck.shapes.layers.{info.name}")
 
 
 def flatten(obj: Any) -> list[Any]:

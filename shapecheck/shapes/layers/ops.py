@@ -8,7 +8,7 @@ cannot check statically (the inner dims of ``matmul``, two unknown dims that
 broadcast) are recorded as constraints with :meth:`Call.require_equal`.
 
 A call that a rule does not model (a tensor-valued shape argument, an unusual
-``einsum``) is handed to :func:`shapecheck.probe.probe_output`, exactly as if
+``einsum``) is handed to :func:`shapecheck.shapes.probe.probe_output`, exactly as if
 the op had no rule.
 """
 
@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from shapecheck import dims
-from shapecheck.dims import Dim
-from shapecheck.layers.registry import Call, ShapeError, Sym, rule
+from shapecheck.shapes import dims
+from shapecheck.shapes.dims import Dim
+from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, rule
 
 # --- plumbing -------------------------------------------------------------------
 
@@ -32,7 +32,7 @@ class _Unsupported(Exception):
 
 
 def _fallback(call: Call) -> Any:
-    from shapecheck.probe import probe_output
+    from shapecheck.shapes.probe import probe_output
 
     return probe_output(call.scope, call.op, call.args, call.kwargs, layer=call.layer)
 
