@@ -12,8 +12,9 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_RUN_TIMEOUT = 60.0
+from shapecheck.script.protocol import DEFAULT_TIMEOUT
+from shapecheck.verify import DEFAULT_RUN_TIMEOUT
+
 FORMATS = ("rich", "text", "json", "sarif", "github")
 FAIL_ON = ("error", "warning", "never")
 DEVICES = ("auto", "cpu", "gpu")

@@ -31,11 +31,22 @@ order):
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA = "shapecheck/1"
+
+
+def display_path(path: str | None, base: str | None = None) -> str | None:
+    """``path`` relative to ``base`` (the working directory) when inside it."""
+    if path is None:
+        return None
+    base = os.path.abspath(base or os.getcwd())
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, base)
+    return full if rel.startswith("..") else rel
 
 JsonDim = int | str | None
 

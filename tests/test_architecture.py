@@ -68,34 +68,12 @@ LEAVES = {"shapecheck.report", "shapecheck.version"}
 
 # Known violations still to remove (empty when the layout is done).
 # allow-list
-ALLOWED: set[tuple[str, str]] = {
-    ('shapecheck.data.bind', 'shapecheck.rules.context'),
-    ('shapecheck.data.feeds', 'shapecheck.graph.model'),
-    ('shapecheck.data.sources', 'shapecheck.script.capture'),
-    ('shapecheck.rules.construction', 'shapecheck.script.layerweights'),
-    ('shapecheck.script.runner', 'shapecheck.options'),
-    ('shapecheck.shapes.infer', 'shapecheck.script.standin'),
-    ('shapecheck.verify.execute', 'shapecheck.options'),
-    ('shapecheck.verify.execute', 'shapecheck.script.standin'),
-}
-ALLOWED_PRIVATE: set[tuple[str, str, str]] = {
-    ('shapecheck.graph.model', 'shapecheck.shapes.infer', '_is_model'),
-    ('shapecheck.rules.recurrent', 'shapecheck.rules.merge', '_MERGES'),
-    ('shapecheck.script.child', 'shapecheck.script.capture', '_DRY_METHODS'),
-    ('shapecheck.script.saved', 'shapecheck.script.child', '_run_options'),
-    ('shapecheck.script.saved', 'shapecheck.script.child', '_write'),
-    ('shapecheck.script.standin', 'shapecheck.shapes.layers.registry', '_is_dim'),
-    ('shapecheck.shapes.infer', 'shapecheck.script.standin', '_fit_rank'),
-}
-ALLOWED_CYCLES: list[set[str]] = [
-    {'shapecheck.data.bind', 'shapecheck.data.feeds', 'shapecheck.data.sources', 'shapecheck.graph.model', 'shapecheck.options', 'shapecheck.rules.causes', 'shapecheck.rules.construction', 'shapecheck.rules.context', 'shapecheck.rules.engine', 'shapecheck.rules.layer_config', 'shapecheck.rules.losses', 'shapecheck.rules.runtime', 'shapecheck.rules.sizes', 'shapecheck.rules.targets', 'shapecheck.script.capture', 'shapecheck.script.layerweights', 'shapecheck.script.standin', 'shapecheck.shapes.infer', 'shapecheck.shapes.layers.registry', 'shapecheck.shapes.probe', 'shapecheck.verify.execute'},
-    {'shapecheck.script.child', 'shapecheck.script.runner', 'shapecheck.script.saved'},
-    {'shapecheck.rules.merge', 'shapecheck.rules.recurrent'},
-]
+ALLOWED: set[tuple[str, str]] = set()
+ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()
+ALLOWED_CYCLES: list[set[str]] = []
 LONG: set[str] = {
     'shapecheck.data.feeds',
     'shapecheck.rules.sizes',
-    'shapecheck.script.runner',
     'shapecheck.script.sandbox',
     'shapecheck.shapes.layers.ops',
     'shapecheck.verify.execute',

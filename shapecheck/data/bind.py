@@ -17,7 +17,6 @@ from typing import Any
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import key
-from shapecheck.rules.context import ModelContext
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Binding:
         return f"`{self.feed.method}`{site}{role}, {self.batch.label}"
 
 
-def output_names(ctx: ModelContext) -> list[str]:
+def output_names(ctx: Any) -> list[str]:
     """The name of each model output, in Keras's flat order, as Keras matches a dict of
     targets (or of losses) to it: the key of a dict of outputs, else the output layer's
     name (``model.output_names``)."""
@@ -106,7 +105,7 @@ def _labelled(data: Any, arg: str, path: tuple = ()) -> Any:
     return Leaf(_place(arg, path), data)
 
 
-def structure(ctx: ModelContext, what: str) -> Any:
+def structure(ctx: Any, what: str) -> Any:
     """The model's inputs (``what="input"``) or outputs as Keras keeps them: the
     KerasTensors in the list / tuple / dict nesting given to ``keras.Model``
     (``_inputs_struct``), or a flat list when the model keeps no structure."""
@@ -119,7 +118,7 @@ def structure(ctx: ModelContext, what: str) -> Any:
     return [ctx.graph.tensors.get(k) for k in keys]
 
 
-def _slots(ctx: ModelContext, what: str) -> list[tuple[tuple, str]]:
+def _slots(ctx: Any, what: str) -> list[tuple[tuple, str]]:
     """``(path, name)`` of each flat input or output: a dict's key names what it holds;
     else an input's layer name, an output's layer name (``model.output_names``)."""
     flat = flatten(structure(ctx, what))
@@ -176,7 +175,7 @@ def _spec_names(model: Any) -> list[str | None] | None:
     return [getattr(s, "name", None) for _, s in flatten(spec)]
 
 
-def match_inputs(ctx: ModelContext, x: Any) -> tuple[list[Match], list[str], list[str]]:
+def match_inputs(ctx: Any, x: Any) -> tuple[list[Match], list[str], list[str]]:
     """The arrays of ``x`` matched to the model's inputs as Keras 3 matches them:
     ``Layer.__call__``'s input-spec check, then ``Functional._standardize_inputs``, then
     the data flattened and fed to the flat inputs by position.  Returns the matches,
@@ -305,7 +304,7 @@ def _structure_words(what: str, struct: Any, slots: list[tuple[tuple, str]], dat
     return words
 
 
-def match_targets(ctx: ModelContext, y: Any) -> tuple[list[Match], list[str]]:
+def match_targets(ctx: Any, y: Any) -> tuple[list[Match], list[str]]:
     """The arrays of ``y`` matched to the model's outputs as Keras 3's compiled loss
     matches them (``CompileLoss.call``): by the outputs' structure, a dict of targets
     by the keys of a dict of outputs or by the output layers' names for a list of
@@ -370,7 +369,7 @@ def _key_words(missing: list, extra: list, by: str) -> str:
     return "; ".join(parts) + f" (Keras matches a dict of targets by {by})"
 
 
-def bind(ctx: ModelContext, feed: Any, batch: Any) -> Binding:
+def bind(ctx: Any, feed: Any, batch: Any) -> Binding:
     """What one sampled batch says about the model's named dims."""
     b = Binding(feed, batch)
     b.inputs, problems, b.warnings = match_inputs(ctx, batch.x)
@@ -418,7 +417,7 @@ def evaluate(shape: tuple, values: dict[str, int]) -> tuple:
     return tuple(dims.evaluate(d, values) for d in shape)
 
 
-def meeting_call(ctx: ModelContext, keys: list[int]) -> Any:
+def meeting_call(ctx: Any, keys: list[int]) -> Any:
     """The first call (in graph order) that depends on every input in ``keys``."""
     sources = []
     for k in keys:

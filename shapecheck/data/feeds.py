@@ -882,7 +882,7 @@ def _raised_at(err: BaseException) -> tuple[str, int] | None:
 
 
 def _place(path: str, line: int) -> str:
-    from shapecheck.graph.model import display_path
+    from shapecheck.report import display_path
 
     return f"{display_path(path)}:{line}"
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 from shapecheck.shapes import dims
-from shapecheck.shapes.infer import ModelShapes, _is_model, infer_model
+from shapecheck.shapes.infer import ModelShapes, is_model, infer_model
 from shapecheck.report import (ConstraintEntry, Diagnostic, LayerEntry, ModelEntry,
-                               NoteEntry)
+                               NoteEntry, display_path)
 
 PathFn = Callable[[str | None], str | None]
-
-
-def display_path(path: str | None, base: str | None = None) -> str | None:
-    """``path`` relative to ``base`` (the working directory) when inside it."""
-    if path is None:
-        return None
-    base = os.path.abspath(base or os.getcwd())
-    full = os.path.abspath(path)
-    rel = os.path.relpath(full, base)
-    return full if rel.startswith("..") else rel
 
 
 def model_kind(model: Any) -> str:
@@ -74,7 +63,7 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
             inputs=inputs,
             output_shapes=[[dims.to_json(dims.bind(d, bindings)) for d in s]
                            for s in r.shapes],
-            sources=sources, model=call.op.name if _is_model(call.op) else None))
+            sources=sources, model=call.op.name if is_model(call.op) else None))
     used = {n for r in shapes.results for s in r.shapes for d in s
             for n in dims.free_names(d)}
     entry.dims = {n: info.origin for n, info in shapes.scope.dims.items() if n in used}

@@ -9,6 +9,7 @@ from shapecheck.shapes import dims
 from shapecheck.rules import define, failure_check, model_check
 from shapecheck.rules.context import (ModelContext, failure_finding, failure_shapes,
                                       numbered)
+from shapecheck.shapes.refused import expectation
 
 CALL_FAILED = define("SC101", "call-failed", "error",
                      "Keras refused a layer or op call while the model was built", """
@@ -170,35 +171,6 @@ WEIGHT_SHAPE = define("SC106", "weight-shape", "error",
 
 # --- what a layer wants ---------------------------------------------------------
 
-_NAMED_RANKS = {
-    1: ("steps", "channels"), 2: ("height", "width", "channels"),
-    3: ("depth", "height", "width", "channels"),
-}
-
-
-def expectation(op: Any, rank: int | None = None) -> str | None:
-    """What ``op`` takes, in words: ``(batch, time, features)``."""
-    from keras import layers
-
-    cls = type(op).__name__
-    if isinstance(op, (layers.RNN, layers.Bidirectional)) and "ConvLSTM" not in cls:
-        return "(batch, time, features)"
-    if cls == "TimeDistributed":
-        return "(batch, time, ...)"
-    if cls.startswith("ConvLSTM"):
-        n = int(cls[-2]) if cls[-2].isdigit() else 2
-        return "(batch, time, " + ", ".join(_NAMED_RANKS[n]) + ")"
-    m = re.search(r"([123])D", cls)
-    if m and any(k in cls for k in ("Conv", "Pooling", "Cropping", "UpSampling",
-                                     "ZeroPadding", "SpatialDropout")):
-        axes = list(_NAMED_RANKS[int(m.group(1))])
-        if getattr(op, "data_format", "channels_last") == "channels_first":
-            axes = axes[-1:] + axes[:-1]
-        return "(batch, " + ", ".join(axes) + ")"
-    if rank is not None:
-        return f"a rank-{rank} tensor"
-    return None
-
 
 def _spec_rank(op: Any) -> tuple[str, int] | None:
     """``("==", n)``, ``(">=", n)`` or ``("<=", n)`` from the layer's input spec."""
@@ -293,7 +265,7 @@ def _tup(shape: tuple) -> str:
 @failure_check(priority=10)
 def weight_shape(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     """SC106: weights Keras refused while the layer was made, set or built."""
-    from shapecheck.script.layerweights import errors_of
+    from shapecheck.shapes.refused import errors_of
 
     found = errors_of(failure.op)
     if not failure.inputs and not failure.input_shapes:  # a refused set_weights / weights=

@@ -182,3 +182,8 @@ def failure_finding(spec: RuleSpec, failure: Any, ctx: ModelContext | None,
                          hint=hint, shapes={k: jshape(v) for k, v in shapes.items()})
     d.path = d.path if d.path else failure.path
     return d
+
+
+# Keras's merge layers, by class name
+MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+           "Dot"}

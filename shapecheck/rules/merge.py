@@ -7,7 +7,7 @@ from typing import Any, Iterator
 from shapecheck.shapes import dims
 from shapecheck.rules import define, failure_check, model_check
 from shapecheck.rules.construction import CLAIMED_BY_FAMILIES
-from shapecheck.rules.context import ModelContext, failure_finding, failure_shapes
+from shapecheck.rules.context import MERGES, ModelContext, failure_finding, failure_shapes
 
 MERGE_MISMATCH = define("SC301", "merge-mismatch", "error",
                         "merged tensors disagree on an axis they must share", """
@@ -116,9 +116,7 @@ BATCH_MISALIGNED = define("SC304", "batch-misaligned", "error",
     ```
     """, outcome="none")
 
-_MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
-           "Dot"}
-_ELEMWISE_MERGES = _MERGES - {"Concatenate", "Dot"}
+_ELEMWISEMERGES = MERGES - {"Concatenate", "Dot"}
 _BROADCAST_OPS = {"Add", "Subtract", "Multiply", "Divide", "DivideNoNan", "TrueDivide",
                   "FloorDivide", "Power", "Mod", "Maximum", "Minimum", "Where"}
 
@@ -129,7 +127,7 @@ def _is_batch(d: Any) -> bool:
 
 
 def _is_merge(call: Any) -> bool:
-    return call.cls in _MERGES and ".layers." in type(call.op).__module__
+    return call.cls in MERGES and ".layers." in type(call.op).__module__
 
 
 def _labelled(ctx: ModelContext, call: Any) -> dict[str, tuple | None]:
@@ -177,7 +175,7 @@ def _dot_difference(op: Any, shapes: list[tuple]) -> str | None:
 @failure_check(priority=30)
 def refused_merge(failure: Any, ctx: ModelContext | None, call: Any) -> Any:
     op = failure.op
-    if type(op).__name__ not in _MERGES or ".layers." not in type(op).__module__:
+    if type(op).__name__ not in MERGES or ".layers." not in type(op).__module__:
         return None
     shapes = [s for s in failure_shapes(failure, ctx, call) if s is not None]
     if len(shapes) < 2:
@@ -309,7 +307,7 @@ def rank_broadcast(ctx: ModelContext) -> Iterator[Any]:
     from shapecheck.rules.recurrent import sequence_source
 
     for call in ctx.calls:
-        if call.cls not in _ELEMWISE_MERGES or not _is_merge(call) or call.failure:
+        if call.cls not in _ELEMWISEMERGES or not _is_merge(call) or call.failure:
             continue
         shapes = ctx.in_shapes(call)
         if any(s is None for s in shapes) or len({len(s) for s in shapes}) < 2:

@@ -8,8 +8,9 @@ from typing import Any, Iterator
 from shapecheck.shapes import dims
 from shapecheck.shapes.layers.registry import flatten
 from shapecheck.rules import define, failure_check, model_check, script_error_check
-from shapecheck.rules.construction import CLAIMED_BY_FAMILIES, expectation
-from shapecheck.rules.context import ModelContext, failure_finding, failure_shapes
+from shapecheck.rules.construction import CLAIMED_BY_FAMILIES
+from shapecheck.rules.context import MERGES, ModelContext, failure_finding, failure_shapes
+from shapecheck.shapes.refused import expectation
 
 STATE_COUNT = define("SC401", "initial-state-count", "error",
                      "initial_state has another number of tensors than the cell carries", """
@@ -383,10 +384,8 @@ def _backward_source(ctx: ModelContext, call: Any) -> Any:
 
 @model_check
 def backward_not_reversed(ctx: ModelContext) -> Iterator[Any]:
-    from shapecheck.rules.merge import _MERGES
-
     for call in ctx.calls:
-        if call.cls not in _MERGES or call.failure:
+        if call.cls not in MERGES or call.failure:
             continue
         producers = ctx.producers(call)
         shapes = ctx.in_shapes(call)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import collections
 import itertools
-import linecache
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-_SKIP_PREFIXES: tuple[str, ...] = ()
+from shapecheck.script import frames
+from shapecheck.script.frames import Position, user_position, user_site
+
 _SEQ = itertools.count(1)
 _ACTIVE: list[Any] = []  # operations whose __call__ is running, innermost last
 
@@ -77,61 +77,9 @@ def reset() -> Capture:
     return CAPTURE
 
 
-def _package_dirs(*names: str) -> tuple[str, ...]:
-    dirs = []
-    for name in names:
-        mod = sys.modules.get(name)
-        file = getattr(mod, "__file__", None)
-        if file:
-            dirs.append(os.path.dirname(os.path.abspath(file)) + os.sep)
-    return tuple(dirs)
-
-
-def _user_frame(skip: int) -> Any:
-    frame = sys._getframe(skip + 1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith("<") and not filename.startswith(_SKIP_PREFIXES):
-            return frame
-        frame = frame.f_back
-    return None
-
-
-def user_site(skip: int = 1) -> tuple[str | None, int | None]:
-    """The innermost stack frame in user code (not Keras, TF or shapecheck)."""
-    frame = _user_frame(skip)
-    if frame is None:
-        return None, None
-    return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
-
-
-Position = tuple[str | None, int | None, int | None, int | None]
-
-
-def user_position(skip: int = 1) -> Position:
-    """``(path, line, column, end column)`` of the innermost user frame's call.
-
-    Columns are 1-based and inclusive; None when Python cannot tell."""
-    frame = _user_frame(skip)
-    if frame is None:
-        return None, None, None, None
-    line, col, end = frame.f_lineno, None, None
-    path = os.path.abspath(frame.f_code.co_filename)
-    try:
-        pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
-        if pos[0] == line and pos[2] is not None:
-            text = linecache.getline(path, line).encode()  # offsets count UTF-8 bytes
-            col = len(text[:pos[2]].decode(errors="replace")) + 1
-            if pos[1] == line and pos[3] is not None:
-                end = len(text[:pos[3]].decode(errors="replace"))
-    except (IndexError, AttributeError):
-        pass
-    return path, line, col, end
-
-
 def install() -> Capture:
     """Patch Keras so the script's models and calls are recorded."""
-    global _SKIP_PREFIXES, INSTALLED
+    global INSTALLED
     INSTALLED = True
     import keras  # noqa: F401  (loads keras.src)
     from keras.src.models.functional import Functional
@@ -141,12 +89,7 @@ def install() -> Capture:
     from keras.src.layers.layer import Layer
     from keras.src.ops.operation import Operation
 
-    from shapecheck import version  # lies in the package's folder
-
-    _SKIP_PREFIXES = _package_dirs(
-        "keras", "tensorflow", "tf_keras", "optree", "absl", "jax", "torch",
-        "numpy", "shapecheck") + (os.path.dirname(os.__file__) + os.sep,)
-    _SKIP_PREFIXES += (os.path.dirname(os.path.abspath(version.__file__)) + os.sep,)
+    frames.skip_libraries()
 
     node_init = Node.__init__
 
@@ -217,11 +160,11 @@ def install() -> Capture:
 
     Layer.__init__ = init_layer
 
-    from shapecheck.data import sources
+    from shapecheck.script import datasets
     from shapecheck.script import layerweights
 
-    layerweights.install(Layer)  # weights refused while a layer is made or built
-    sources.install()  # which Keras utility made each dataset, for the hints
+    layerweights.install(Layer, lambda failure: CAPTURE.failures.append(failure))  # weights refused while a layer is made or built
+    datasets.install()  # which Keras utility made each dataset, for the hints
     _patch_training(Model)
     return CAPTURE
 
@@ -235,7 +178,7 @@ def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
     from keras import KerasTensor
 
     from shapecheck.shapes.layers.registry import flatten
-    from shapecheck.script.standin import Failure, clean_message
+    from shapecheck.shapes.refused import Failure, clean_message
 
     tensors = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
     if not tensors:
@@ -273,7 +216,7 @@ def _inside_sequential_build() -> bool:
     return False
 
 
-_DRY_METHODS = ("fit", "evaluate", "predict", "train_on_batch", "test_on_batch",
+DRY_METHODS = ("fit", "evaluate", "predict", "train_on_batch", "test_on_batch",
                 "predict_on_batch")
 
 
@@ -292,7 +235,7 @@ def _patch_training(Model: type) -> None:
 
     owner.compile = compile
 
-    for method in _DRY_METHODS:
+    for method in DRY_METHODS:
         setattr(Model, method, _dry(method, getattr(Model, method)))
 
 

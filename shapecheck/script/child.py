@@ -21,7 +21,6 @@ captured when this module was imported.
 
 from __future__ import annotations
 
-import builtins
 import functools
 import json
 import os
@@ -35,30 +34,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from shapecheck.script.protocol import (REAL_IO, device_error, run_options, write_json,
+                                        write_result)
+
 _REAL_EXIT = os._exit  # the script's os._exit is patched while it runs
-
-
-@dataclass
-class RealIO:
-    """The file functions behind our own writes (result, checkpoints, events),
-    captured at import, before the script or a write sandbox can replace them.
-    A sandbox that wraps ``open``/``os.replace`` leaves these as they are (or
-    sets them to the originals it saved)."""
-
-    open: Callable[..., Any] = builtins.open
-    replace: Callable[[str, str], None] = os.replace
-
-
-REAL_IO = RealIO()
-
-
-def write_json(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (a temporary file, then a rename):
-    a reader sees the old file or the new one, never half of one."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with REAL_IO.open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    REAL_IO.replace(tmp, path)
 
 
 def user_traceback(err: BaseException, skip: tuple[str, ...]) -> str:
@@ -95,13 +74,12 @@ def _error_info(err: BaseException, skip: tuple[str, ...], cap: Any) -> ScriptEr
     return ScriptErrorInfo(type(err).__name__, str(err), path, line, source, calls)
 
 
-
 class Stream:
     """What this child tells the parent as it goes, next to the result file: event
     lines (``RESULT.events``) and the last checkpoint (``RESULT.checkpoint``)."""
 
     def __init__(self, result_path: str) -> None:
-        from shapecheck.script.runner import CHECKPOINT_SUFFIX, EVENTS_SUFFIX
+        from shapecheck.script.protocol import CHECKPOINT_SUFFIX, EVENTS_SUFFIX
 
         self.pid = os.getpid()
         self.checkpoint_path = result_path + CHECKPOINT_SUFFIX
@@ -178,7 +156,8 @@ class _Job:
     # -- streaming ---------------------------------------------------------------------
 
     def on_model(self, index: int, record: Any) -> None:
-        from shapecheck.graph.model import display_path, model_kind
+        from shapecheck.graph.model import model_kind
+        from shapecheck.report import display_path
 
         if self.stream is not None:
             self.stream.event("model", index=index, name=getattr(record.model, "name", "?"),
@@ -245,7 +224,7 @@ class _Job:
         """At the script's limit: stop it in its main thread; when it does not stop
         within the grace, tell the parent and end this process (the parent reports
         the last checkpoint)."""
-        from shapecheck.script.runner import TIMEOUT_GRACE
+        from shapecheck.script.protocol import TIMEOUT_GRACE
 
         assert self.timeout is not None
         if self.script_over.wait(self.timeout) or self.phase != "script":
@@ -263,8 +242,8 @@ class _Job:
         _REAL_EXIT(3)
 
     def timeout_error(self) -> _Stopped:
-        from shapecheck.graph.model import display_path
-        from shapecheck.script.runner import timeout_message
+        from shapecheck.report import display_path
+        from shapecheck.script.protocol import timeout_message
 
         assert self.timeout is not None
         return _Stopped("timeout", timeout_message(display_path(self.script) or self.script,
@@ -274,8 +253,9 @@ class _Job:
 
     def finish(self, stopped: Any = None) -> int:
         """Analyse every model recorded and write the report (once)."""
-        from shapecheck.graph.model import analyze, display_path
-        from shapecheck.script.runner import analysis_limit
+        from shapecheck.graph.model import analyze
+        from shapecheck.report import display_path
+        from shapecheck.script.protocol import analysis_limit
 
         self.end_script()
         if not self.finishing.acquire(blocking=False):
@@ -298,7 +278,7 @@ class _Job:
                 found.append(d)
         report.diagnostics.extend(found)
         self.close_sandbox()
-        _write(self.result_path, report.finish())
+        write_result(self.result_path, report.finish())
         if self.stream is not None:
             self.stream.close()
         return 0
@@ -307,14 +287,14 @@ class _Job:
         """Send the script's writes to a scratch folder beside the result file (the
         parent removes it whatever happens to this process)."""
         from shapecheck.script import sandbox
-        from shapecheck.script.runner import SCRATCH_SUFFIX
+        from shapecheck.script.protocol import SCRATCH_SUFFIX
 
         self.sandbox = sandbox.activate(self.result_path + SCRATCH_SUFFIX)
 
     def close_sandbox(self) -> None:
         """Drop the scratch folder; the report says what was written there and which
         dry-run call's values were made up."""
-        from shapecheck.graph.model import display_path
+        from shapecheck.report import display_path
 
         sb, self.sandbox = self.sandbox, None
         made_up = self.cap.made_up
@@ -394,9 +374,9 @@ def _checkpoint_after_dry_runs() -> None:
     _DRY_WRAPPED = True
     from keras.src.models.model import Model
 
-    from shapecheck.script.capture import _DRY_METHODS
+    from shapecheck.script.capture import DRY_METHODS
 
-    for name in _DRY_METHODS:
+    for name in DRY_METHODS:
         dry = getattr(Model, name)
 
         @functools.wraps(dry)
@@ -426,21 +406,20 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
     first); ``stream``: tell the parent as things are recorded; ``timeout``: the
     script's limit in seconds, kept by a watchdog thread.
     """
-    from shapecheck.script import capture
-    from shapecheck.graph.model import display_path
-    from shapecheck.report import FileReport, ScriptError
+    from shapecheck.report import FileReport, ScriptError, display_path
+    from shapecheck.script import capture, frames
 
     report = FileReport(path=display_path(script))
     stopped = None
-    run_options = _run_options()
-    report.error = device_error(run_options)
+    run = run_options()
+    report.error = device_error(run)
     if report.error is not None:
-        _write(result_path, report.finish())
+        write_result(result_path, report.finish())
         return 0
     if not capture.INSTALLED:
         capture.install()
     cap = capture.reset()
-    job = _Job(result_path, script, report, cap, run_options,
+    job = _Job(result_path, script, report, cap, run,
                Stream(result_path) if stream else None, timeout)
     if job.stream is not None:
         import shapecheck.rules.engine  # noqa: F401  (start-up, not the script's time)
@@ -470,7 +449,7 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
         if err.code not in (None, 0):
             report.error = ScriptError("exit", f"the script exited with status {err.code!r}")
     except BaseException as err:  # the user's own exception, whatever it is
-        skip = capture._SKIP_PREFIXES + (os.path.abspath(__file__),
+        skip = frames.SKIP_PREFIXES + (os.path.abspath(__file__),
                                         os.path.dirname(runpy.__file__) + os.sep)
         stopped = _error_info(err, skip, cap)
         report.error = ScriptError(
@@ -480,36 +459,6 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
     return job.finish(stopped)
 
 
-def _write(result_path: str, report: Any) -> None:
-    write_json(result_path, report.to_dict())
-
-
-def device_error(run_options: Any) -> Any:
-    """A ``device`` ScriptError when ``--run`` asks for a device that is not there."""
-    if run_options is None:
-        return None
-    from shapecheck.verify.execute import DeviceError, pick_device
-    from shapecheck.report import ScriptError
-
-    try:
-        pick_device(run_options.device)
-    except DeviceError as err:
-        return ScriptError("device", str(err))
-    return None
-
-
-def _run_options() -> Any:
-    """The ``--run`` options the parent passed, or None."""
-    from shapecheck.script.runner import RUN_ENV
-
-    raw = os.environ.get(RUN_ENV)
-    if not raw:
-        return None
-    from shapecheck.verify.execute import RunOptions
-
-    return RunOptions.from_dict(json.loads(raw))
-
-
 def _reset_keras() -> None:
     try:
         import keras
@@ -517,8 +466,6 @@ def _reset_keras() -> None:
         keras.backend.clear_session()
     except Exception:  # pragma: no cover - nothing to reset
         pass
-
-
 
 
 def _die_with_parent(ppid: int) -> None:

@@ -19,36 +19,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-# Attribute of a layer holding the WeightError records of its refused weights.
-ERRORS_ATTR = "_shapecheck_weight_errors"
-
-
-@dataclass
-class WeightError:
-    """One weight a layer could not be given."""
-
-    source: str  # "set_weights" | "weights=" | "initializer"
-    message: str  # Keras's message
-    declared: list[tuple[str, tuple]] = field(default_factory=list)  # the layer's weights
-    given: list[tuple | None] = field(default_factory=list)  # shapes of the values given
-    weight: str | None = None  # the weight that failed (an initializer's), if known
-    initializer: str | None = None  # e.g. "kernel_initializer=Constant"
-
-
-def errors_of(layer: Any) -> list[tuple[Any, WeightError]]:
-    """``(layer, error)`` for the weight errors recorded on ``layer`` and the layers
-    inside it (an RNN's cell)."""
-    out: list[tuple[Any, WeightError]] = []
-    try:
-        parts = list(layer._flatten_layers(include_self=True, recursive=True))
-    except Exception:  # not a Keras layer
-        parts = [layer]
-    for part in parts:
-        out += [(part, e) for e in getattr(part, ERRORS_ATTR, None) or []]
-    return out
+from shapecheck.shapes.refused import ERRORS_ATTR, WeightError
 
 
 def _record(layer: Any, err: WeightError) -> None:
@@ -107,8 +80,9 @@ def _caller_kind(frame: Any, library: tuple[str, ...]) -> str | None:
     return "weights=" if seen_init and frame is not None else None
 
 
-def install(layer_cls: type) -> None:
-    """Patch ``Layer.set_weights`` and ``Layer.add_weight`` (see the module doc)."""
+def install(layer_cls: type, record: Callable[[Any], None]) -> None:
+    """Patch ``Layer.set_weights`` and ``Layer.add_weight`` (see the module doc);
+    ``record`` keeps each refused ``set_weights`` as a :class:`Failure`."""
     library = _library_dirs()
     set_weights = layer_cls.set_weights
     add_weight = layer_cls.add_weight
@@ -119,7 +93,7 @@ def install(layer_cls: type) -> None:
         except ValueError as err:
             try:
                 kind = _caller_kind(sys._getframe(1), library)
-                recorded = kind is not None and _refused(self, weights, err, kind)
+                recorded = kind is not None and _refused(self, weights, err, kind, record)
             except Exception:  # describing the error must never replace it
                 recorded = False
             if not recorded:
@@ -139,11 +113,12 @@ def install(layer_cls: type) -> None:
     layer_cls.add_weight = checked_add_weight
 
 
-def _refused(layer: Any, weights: Any, err: ValueError, kind: str) -> bool:
+def _refused(layer: Any, weights: Any, err: ValueError, kind: str,
+             record: Callable[[Any], None]) -> bool:
     """Record a ``set_weights`` the user's code made that Keras refused; False when it
     is no shape error (the script sees it as Keras raised it)."""
-    from shapecheck.script import capture
-    from shapecheck.script.standin import Failure, clean_message
+    from shapecheck.script.frames import user_position
+    from shapecheck.shapes.refused import Failure, clean_message
 
     message = clean_message(err)
     if "weight shape" not in message and "weight list of length" not in message:
@@ -155,8 +130,8 @@ def _refused(layer: Any, weights: Any, err: ValueError, kind: str) -> bool:
     declared = [(getattr(v, "path", None) or getattr(v, "name", "?"), _shape(v) or ())
                 for v in layer.weights]
     _record(layer, WeightError(kind, message, declared, given))
-    path, line, col, end = capture.user_position(2)
-    capture.CAPTURE.failures.append(Failure(
+    path, line, col, end = user_position(2)
+    record(Failure(
         op=layer, error_type=type(err).__name__, message=message, path=path, line=line,
         col=col, end_col=end, input_shapes=[], inputs=[]))
     return True
@@ -165,7 +140,7 @@ def _refused(layer: Any, weights: Any, err: ValueError, kind: str) -> bool:
 def _initializer_refused(layer: Any, args: tuple, kwargs: dict, err: Exception) -> None:
     """Keep what ``add_weight`` was making when an array-valued initializer of another
     shape made it fail (its value broadcast against the weight's shape)."""
-    from shapecheck.script.standin import clean_message
+    from shapecheck.shapes.refused import clean_message
 
     try:
         import keras

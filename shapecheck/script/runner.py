@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,21 +24,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from shapecheck.graph.model import display_path
-from shapecheck.options import DEFAULT_TIMEOUT
+from shapecheck.report import display_path
 from shapecheck.report import FileReport, ModelEntry, ScriptError
+from shapecheck.script.protocol import (CHECKPOINT_SUFFIX, DEFAULT_TIMEOUT, EVENTS_SUFFIX,
+                                        child_command, child_env, timeout_message)
 from shapecheck.script.saved import is_saved_model
 
-RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
-
-# The child's stream, next to its result file: one JSON line per event, and the
-# last checkpoint of the analysis ({"report": FileReport, "recorded": n}).
-EVENTS_SUFFIX = ".events"
-SCRATCH_SUFFIX = ".scratch"  # the child's write sandbox, removed with the result's folder
-CHECKPOINT_SUFFIX = ".checkpoint"
 
 STARTUP_TIMEOUT = 300.0  # Python, shapecheck, Keras and its backend imported, capture on
-TIMEOUT_GRACE = 5.0  # the child's watchdog: time for the script to unwind at its limit
 BACKSTOP = 15.0  # the parent's hard limit beyond the child's own (a child that is stuck)
 STOP_GRACE = 3.0  # SIGTERM to the child's group, then this long, then SIGKILL
 POLL = 0.1  # seconds between looks at the child
@@ -48,50 +40,6 @@ POLL = 0.1  # seconds between looks at the child
 def _failed(path: str, kind: str, message: str, output: str = "") -> FileReport:
     return FileReport(path=display_path(path), error=ScriptError(kind, message),
                       output=output).finish()
-
-
-def timeout_message(path: str, timeout: float, saved: bool = False) -> str:
-    """The script (or the loading of a saved model) took longer than ``--timeout``."""
-    what = "loading the model did not finish" if saved else "the script did not finish"
-    return (f"{path}: {what} within {timeout:g} s (a hanging generator or a long "
-            "computation?); raise --timeout if it needs longer")
-
-
-def analysis_limit(n_models: int, run: Any = None) -> float:
-    """Seconds the child may take to analyse ``n_models`` models after the script
-    (with ``--run``, each model's executions have their own limit)."""
-    per_model = 60.0 + (2 * float(getattr(run, "timeout", 0)) if run is not None else 0.0)
-    return 300.0 + n_models * per_model
-
-
-def child_env(run: Any = None) -> dict[str, str]:
-    """The child's environment: quiet TensorFlow, the ``--run`` options."""
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop(RUN_ENV, None)
-    if run is not None:
-        env[RUN_ENV] = json.dumps(run.to_dict())
-        if run.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = "-1"
-    return env
-
-
-def child_command(*args: str) -> list[str]:
-    """``python -P`` running :func:`shapecheck.script.child.main` with ``args``.
-
-    The child loads this very shapecheck package by its location and puts
-    nothing on ``sys.path``: a ``shapecheck``, ``keras`` or ``numpy`` folder in
-    the working directory cannot shadow the installed ones.
-    """
-    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # shapecheck/
-    boot = ("import importlib.util as u, sys\n"
-            f"s = u.spec_from_file_location('shapecheck', {os.path.join(pkg, '__init__.py')!r},"
-            f" submodule_search_locations=[{pkg!r}])\n"
-            "m = u.module_from_spec(s); sys.modules['shapecheck'] = m; s.loader.exec_module(m)\n"
-            "from shapecheck.script.child import main\n"
-            "main()\n")
-    return [sys.executable, "-P", "-c", boot, "--parent", str(os.getpid()), *args]
 
 
 # -- stopping on SIGINT / SIGTERM -------------------------------------------------------

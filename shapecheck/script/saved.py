@@ -376,16 +376,17 @@ def load(path: str) -> tuple[Any, Any, list[str]]:
 
 def run_saved(result_path: str, path: str) -> int:
     """The child's ``--saved`` mode: load ``path``, analyse it, write the report."""
-    from shapecheck.graph.model import analyze, display_path
-    from shapecheck.script.child import _run_options, _write, device_error
+    from shapecheck.graph.model import analyze
+    from shapecheck.report import display_path
+    from shapecheck.script.protocol import device_error, run_options, write_result
     from shapecheck.report import FileReport, NoteEntry, ScriptError
 
     shown = display_path(path)
     report = FileReport(path=shown)
-    run_options = _run_options()
+    run_options = run_options()
     report.error = device_error(run_options)
     if report.error is not None:
-        _write(result_path, report.finish())
+        write_result(result_path, report.finish())
         return 0
     try:
         model, loss, notes = load(path)
@@ -395,7 +396,7 @@ def run_saved(result_path: str, path: str) -> int:
         report.error = ScriptError("load-error", f"{shown}: the model could not be loaded: "
                                    f"{type(err).__name__}: {_short(err)}")
     if report.error is not None:
-        _write(result_path, report.finish())
+        write_result(result_path, report.finish())
         return 0
     compiled = {id(model): {"args": (), "kwargs": {"loss": loss}}} if loss is not None else {}
     report.models, found = analyze([(model, path, None)], compiled=compiled,
@@ -406,5 +407,5 @@ def run_saved(result_path: str, path: str) -> int:
     for entry in report.models:
         entry.notes += [NoteEntry(entry.name, "compile-config", n) for n in notes]
     report.diagnostics.extend(found)
-    _write(result_path, report.finish())
+    write_result(result_path, report.finish())
     return 0

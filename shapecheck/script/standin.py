@@ -9,37 +9,9 @@ script are found too, and the model it builds can still be checked.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass
-class Failure:
-    """One call Keras refused while the script built a model."""
-
-    op: Any  # the layer or op whose call raised
-    error_type: str
-    message: str  # Keras's message, without its wrapping
-    path: str | None
-    line: int | None
-    col: int | None
-    end_col: int | None
-    input_shapes: list[tuple]  # Keras shapes of the tensor arguments (None: unknown)
-    inputs: list[Any] = field(default_factory=list)  # the KerasTensor arguments
-    outputs: list[tuple] = field(default_factory=list)  # shapes of the stand-in outputs
-
-
-def clean_message(err: BaseException) -> str:
-    """Keras's own message, without colour codes and its "Arguments received" tail."""
-    text = _ANSI.sub("", str(err)).strip()
-    m = re.match(r"Exception encountered when calling [^\n]*\n+(.*?)(\n\nArguments received.*)?$",
-                 text, re.S)
-    if m:
-        text = m.group(1).strip()
-    return text
+from shapecheck.shapes.refused import Failure, fit_rank
 
 
 def _keras_tensors(obj: Any) -> list[Any]:
@@ -99,7 +71,7 @@ def guess_outputs(op: Any, args: tuple, kwargs: dict) -> Any:
             return attempt(sym_args)
         except Exception:  # ShapeError, or a rule that cannot cope
             pass
-        fixed = _fit_rank(op, sym_args)
+        fixed = fit_rank(op, sym_args)
         if fixed is not None:
             try:
                 return attempt(fixed)
@@ -117,37 +89,9 @@ def _is_keras_tensor(obj: Any) -> bool:
 
 
 def _dimlike(d: Any) -> bool:
-    from shapecheck.shapes.layers.registry import _is_dim
+    from shapecheck.shapes.layers.registry import is_dim
 
-    return _is_dim(d)
-
-
-def _fit_rank(op: Any, args: tuple) -> tuple | None:
-    """``args`` with the first tensor brought to the rank the layer's input spec wants."""
-    from shapecheck.shapes.layers.registry import Sym
-
-    spec = getattr(op, "input_spec", None)
-    if isinstance(spec, (list, tuple)):
-        spec = spec[0] if spec else None
-    want = getattr(spec, "ndim", None) or getattr(spec, "min_ndim", None)
-    if want is None and type(op).__name__ == "TimeDistributed":
-        want = 3
-    if not args or not isinstance(args[0], Sym) or want is None:
-        return None
-    shape = args[0].shape
-    if len(shape) > want:  # drop the axes right after the batch
-        shape = shape[:1] + shape[len(shape) - want + 1:]
-    elif len(shape) < want:
-        from shapecheck.rules.construction import expectation
-
-        pad = (1,) * (want - len(shape))
-        if (expectation(op) or "").endswith("channels)"):  # a missing channel axis
-            shape = shape + pad
-        else:  # a missing time axis
-            shape = shape[:1] + pad + shape[1:]
-    else:
-        return None
-    return (Sym(shape, args[0].dtype),) + tuple(args[1:])
+    return is_dim(d)
 
 
 def make_standin(op: Any, args: tuple, kwargs: dict, failure: Failure) -> Any:

@@ -122,7 +122,7 @@ class Scope:
     # -- calls --------------------------------------------------------------
     def apply(self, op: Any, args: tuple, kwargs: dict, *, layer: str) -> Any:
         """Output shapes of calling ``op`` on symbolic arguments."""
-        if _is_model(op):
+        if is_model(op):
             return self.apply_model(op, args, kwargs, layer=layer)
         fn = find_rule(op)
         if fn is not None:
@@ -157,7 +157,8 @@ def _positive(d: Any) -> bool | None:
     return None
 
 
-def _is_model(op: Any) -> bool:
+def is_model(op: Any) -> bool:
+    """Whether ``op`` is a functional or Sequential model (a graph to walk)."""
     from keras import Model
 
     return isinstance(op, Model) and (
@@ -250,10 +251,10 @@ def _refused(scope: Scope, call: LayerCall, name: str, args: tuple, kwargs: dict
              keras_shapes: list[tuple]) -> list[tuple]:
     """Best shapes for a call Keras refused: its rule on a rank-fitted input, else the
     stand-in's shapes with the batch of the input."""
-    from shapecheck.script.standin import _fit_rank
+    from shapecheck.shapes.refused import fit_rank
 
     trial = Scope(dims=scope.dims)  # constraints of a refused call are not findings
-    for n, attempt in enumerate((args, _fit_rank(call.op, args))):
+    for n, attempt in enumerate((args, fit_rank(call.op, args))):
         if attempt is None:
             continue
         try:

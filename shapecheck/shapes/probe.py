@@ -8,13 +8,11 @@ fresh dim with a note that it could not be kept symbolic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.layers.registry import Sym, flatten
 
-if TYPE_CHECKING:  # pragma: no cover
-    from shapecheck.shapes.infer import Scope
 
 # Probe sizes: distinct, large enough for usual kernels and windows, and of
 # mixed residues (all-odd sizes would make floor(T/2) look linear).  Probe k
@@ -58,7 +56,7 @@ def _freeze(obj: Any) -> Any:
 _CACHE: dict[Any, tuple[list[tuple], list[str]]] = {}
 
 
-def probe_output(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
+def probe_output(scope: Any, op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
     key = _cache_key(op, args, kwargs)
     if key is not None and key in _CACHE:
         shapes, notes = _CACHE[key]
@@ -74,7 +72,7 @@ def probe_output(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: s
     return shapes
 
 
-def _probe(scope: "Scope", op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
+def _probe(scope: Any, op: Any, args: tuple, kwargs: dict, *, layer: str) -> list[tuple]:
     from keras import KerasTensor, tree
 
     in_dims = [d for item in flatten((args, kwargs)) if isinstance(item, Sym)

@@ -23,8 +23,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from shapecheck.shapes import dims
+from shapecheck.verify import DEFAULT_RUN_TIMEOUT
 from shapecheck.shapes.graph import LayerCall
-from shapecheck.options import DEFAULT_RUN_TIMEOUT  # seconds for all executions of a model
 
 
 @dataclass
@@ -423,14 +423,14 @@ _OP_TAIL = re.compile(r"\s*\[Op:\w+\](?: name:[ \t]*\S*)?\s*$")
 
 def _clean(err: BaseException) -> str:
     """The error's message without Keras's call banner and TensorFlow's op decorations."""
-    from shapecheck.script.standin import clean_message
+    from shapecheck.shapes.refused import clean_message
 
     text = _FUNCTION_NODE.sub("", clean_message(err))
     return "\n".join(_OP_TAIL.sub("", line) for line in text.splitlines()).strip()
 
 
 def _op(err: BaseException) -> str | None:
-    from shapecheck.script.standin import clean_message
+    from shapecheck.shapes.refused import clean_message
 
     return op_path(clean_message(err))
 

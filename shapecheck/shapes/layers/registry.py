@@ -10,13 +10,11 @@ Keras; when a call would fail in Keras they raise :class:`ShapeError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.dims import Dim
 
-if TYPE_CHECKING:  # pragma: no cover
-    from shapecheck.shapes.infer import Scope
 
 
 class ShapeError(Exception):
@@ -48,7 +46,7 @@ class Call:
     op: Any
     args: tuple
     kwargs: dict
-    scope: "Scope"
+    scope: Any
     layer: str  # the name findings and constraints are attributed to
     _tensors: list[Sym] | None = field(default=None, repr=False)
 
@@ -230,7 +228,7 @@ def flatten(obj: Any) -> list[Any]:
 
 def flatten_shapes(result: Any) -> list[tuple]:
     """Flatten a rule's result into a list of output shapes."""
-    if isinstance(result, tuple) and all(_is_dim(d) for d in result):
+    if isinstance(result, tuple) and all(is_dim(d) for d in result):
         return [tuple(dims.norm(d) for d in result)]
     if isinstance(result, Sym):
         return [result.shape]
@@ -241,7 +239,8 @@ def flatten_shapes(result: Any) -> list[tuple]:
     raise TypeError(f"shape rule returned {result!r}")
 
 
-def _is_dim(d: Any) -> bool:
+def is_dim(d: Any) -> bool:
+    """Whether ``d`` is a dim: an int, a named dim or expression, or None."""
     try:
         dims.norm(d)
     except TypeError:

@@ -1,0 +1,75 @@
+"""Where the user's code is: the innermost stack frame outside Keras, its backends, the
+standard library and shapecheck, and the position of the call made there.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+from typing import Any
+
+SKIP_PREFIXES: tuple[str, ...] = ()  # folders whose frames are not the user's
+
+
+def skip_libraries() -> None:
+    """Set :data:`SKIP_PREFIXES` from the libraries loaded now (once Keras is imported)."""
+    global SKIP_PREFIXES
+    from shapecheck import version  # lies in the package's folder
+
+    SKIP_PREFIXES = _package_dirs(
+        "keras", "tensorflow", "tf_keras", "optree", "absl", "jax", "torch",
+        "numpy", "shapecheck") + (os.path.dirname(os.__file__) + os.sep,)
+    SKIP_PREFIXES += (os.path.dirname(os.path.abspath(version.__file__)) + os.sep,)
+
+
+def _package_dirs(*names: str) -> tuple[str, ...]:
+    dirs = []
+    for name in names:
+        mod = sys.modules.get(name)
+        file = getattr(mod, "__file__", None)
+        if file:
+            dirs.append(os.path.dirname(os.path.abspath(file)) + os.sep)
+    return tuple(dirs)
+
+
+def _user_frame(skip: int) -> Any:
+    frame = sys._getframe(skip + 1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def user_site(skip: int = 1) -> tuple[str | None, int | None]:
+    """The innermost stack frame in user code (not Keras, TF or shapecheck)."""
+    frame = _user_frame(skip)
+    if frame is None:
+        return None, None
+    return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
+
+
+Position = tuple[str | None, int | None, int | None, int | None]
+
+
+def user_position(skip: int = 1) -> Position:
+    """``(path, line, column, end column)`` of the innermost user frame's call.
+
+    Columns are 1-based and inclusive; None when Python cannot tell."""
+    frame = _user_frame(skip)
+    if frame is None:
+        return None, None, None, None
+    line, col, end = frame.f_lineno, None, None
+    path = os.path.abspath(frame.f_code.co_filename)
+    try:
+        pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        if pos[0] == line and pos[2] is not None:
+            text = linecache.getline(path, line).encode()  # offsets count UTF-8 bytes
+            col = len(text[:pos[2]].decode(errors="replace")) + 1
+            if pos[1] == line and pos[3] is not None:
+                end = len(text[:pos[3]].decode(errors="replace"))
+    except (IndexError, AttributeError):
+        pass
+    return path, line, col, end
