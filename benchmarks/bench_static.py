@@ -118,7 +118,7 @@ def diagnostic_rules(model, shapes) -> str:
 
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.engine import model_findings
-    from shapecheck.rules.sizes import minimum_sizes
+    from shapecheck.rules.minimum import minimum_sizes
 
     ctx = ModelContext(model, shapes, lambda p: p)
     found = model_findings(ctx)

@@ -63,7 +63,8 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
         compiled[id(model)] = {"args": (), "kwargs": {"loss": model.loss}}
     options = None
     if run:
-        from shapecheck.verify.execute import DEFAULT_RUN_TIMEOUT, RunOptions
+        from shapecheck.verify import DEFAULT_RUN_TIMEOUT
+        from shapecheck.verify.plans import RunOptions
 
         options = RunOptions(device=device, sizes=dict(dims or {}),
                              timeout=run_timeout or DEFAULT_RUN_TIMEOUT)

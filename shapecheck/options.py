@@ -189,7 +189,7 @@ class Settings:
         """The :class:`shapecheck.verify.execute.RunOptions` for ``--run``, or None."""
         if not self.run:
             return None
-        from shapecheck.verify.execute import RunOptions
+        from shapecheck.verify.plans import RunOptions
 
         return RunOptions(device=self.device, sizes=dict(self.dims), timeout=self.run_timeout)
 

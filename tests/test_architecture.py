@@ -71,13 +71,7 @@ LEAVES = {"shapecheck.report", "shapecheck.version"}
 ALLOWED: set[tuple[str, str]] = set()
 ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()
 ALLOWED_CYCLES: list[set[str]] = []
-LONG: set[str] = {
-    'shapecheck.data.feeds',
-    'shapecheck.rules.sizes',
-    'shapecheck.script.sandbox',
-    'shapecheck.shapes.layers.ops',
-    'shapecheck.verify.execute',
-}
+LONG: set[str] = set()
 # end allow-list
 
 

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from shapecheck.script.capture import DataCall
-from shapecheck.data.feeds import array_info, sample
+from shapecheck.data.values import array_info
+from shapecheck.data.feeds import sample
 
 
 @pytest.fixture(scope="module")
@@ -660,7 +661,8 @@ def _kinds_in_source() -> set[str]:
 
     import shapecheck.data.feeds as feeds
 
-    return set(re.findall(r'\.add\(\s*"([a-z-]+)"', Path(feeds.__file__).read_text()))
+    text = "".join(p.read_text() for p in sorted(Path(feeds.__file__).parent.glob("*.py")))
+    return set(re.findall(r'\.add\(\s*"([a-z-]+)"', text))
 
 
 def test_every_problem_kind_has_a_hint_and_a_keras_case() -> None:

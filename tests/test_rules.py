@@ -39,7 +39,7 @@ def expected(path: Path) -> set[tuple[str, int]]:
 
 @pytest.fixture(scope="session")
 def rule_reports() -> dict[str, object]:
-    from shapecheck.verify.execute import RunOptions
+    from shapecheck.verify.plans import RunOptions
 
     paths = sorted(str(p) for p in RULES_DIR.glob("SC*.py"))
     static = [p for p in paths if not Path(p).name.startswith(RUN_FAMILIES)]

@@ -16,7 +16,7 @@ import pytest
 from keras import layers, ops
 
 import shapecheck
-from shapecheck.verify.execute import RunOptions
+from shapecheck.verify.plans import RunOptions
 from shapecheck.script.runner import check_files_together
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +183,8 @@ def test_custom_layer_declaring_a_wrong_shape_is_reported():
 
 
 def test_a_wrong_inferred_shape_is_reported_as_shapecheck_s_own_defect():
-    from shapecheck.verify.execute import run_model, synthetic_plans
+    from shapecheck.verify.execute import run_model
+    from shapecheck.verify.plans import synthetic_plans
     from shapecheck.shapes.infer import infer_model
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.runtime import defects
@@ -200,7 +201,8 @@ def test_a_wrong_inferred_shape_is_reported_as_shapecheck_s_own_defect():
 
 
 def test_a_finding_the_run_does_not_show_is_marked_not_confirmed():
-    from shapecheck.verify.execute import run_model, synthetic_plans
+    from shapecheck.verify.execute import run_model
+    from shapecheck.verify.plans import synthetic_plans
     from shapecheck.shapes.infer import infer_model
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.merge import MERGE_MISMATCH

@@ -39,7 +39,7 @@ def test_model_built_from_data_still_runs_for_the_script(tmp_path: Path) -> None
 
 
 def test_run_confirms_nothing_on_a_model_that_ran() -> None:
-    from shapecheck.verify.execute import RunOptions
+    from shapecheck.verify.plans import RunOptions
     from shapecheck.script.runner import check_files_together
 
     names = ["sequential_no_input.py", "sequential_no_input_errors.py"]

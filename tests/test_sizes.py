@@ -14,10 +14,10 @@ from keras import layers
 from shapecheck.shapes import dims
 from shapecheck.shapes.infer import Requirement, infer_model
 from shapecheck.rules.context import ModelContext
-from shapecheck.rules.sizes import (element_count, exact_fn, first_fit, fitting_target,
-                                    from_keras_text, frozen_reshape, reshape_never_fits,
-                                    minimum_sizes, too_short, window_axes,
-                                    window_never_fits)
+from shapecheck.rules.sizes import (element_count, fitting_target, frozen_reshape,
+                                    reshape_never_fits, window_never_fits)
+from shapecheck.rules.minimum import exact_fn, first_fit, minimum_sizes
+from shapecheck.rules.windows import from_keras_text, too_short, window_axes
 
 
 def ctx_of(model: keras.Model) -> ModelContext:

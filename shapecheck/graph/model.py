@@ -90,7 +90,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     from shapecheck.rules.engine import (data_findings, dedupe, explain_failure,
                                          follows_text, mark_consequences, mark_follows,
                                          model_findings)
-    from shapecheck.rules.sizes import minimum_sizes
+    from shapecheck.rules.minimum import minimum_sizes
 
     entries: list[ModelEntry] = []
     roots: dict[int, Diagnostic] = {}  # id(failure) -> its finding
@@ -149,8 +149,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
 def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
                   minimums: dict[str, tuple[int, str]], options: Any) -> dict:
     """Run one model (``--run``); add the run's findings to ``found``; its record."""
-    from shapecheck.verify.execute import (DeviceError, ModelRun, PlanError, data_plans, run_model,
-                                    synthetic_plans)
+    from shapecheck.verify.execute import DeviceError, ModelRun, run_model
+    from shapecheck.verify.plans import PlanError, data_plans, synthetic_plans
     from shapecheck.rules.runtime import confirm
 
     refused = [c for c in ctx.calls if c.failure is not None]

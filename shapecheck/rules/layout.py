@@ -18,7 +18,7 @@ from shapecheck.data.bind import Binding, keras_adjusted
 from shapecheck.shapes.graph import LayerCall
 from shapecheck.rules import batch_check, define, model_check
 from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, data_finding
-from shapecheck.rules.sizes import axis_name, too_short, window_axes
+from shapecheck.rules.windows import axis_name, too_short, window_axes
 
 CHANNELS_FIRST_DATA = define(
     "SC610", "channels-first-data", "warning",

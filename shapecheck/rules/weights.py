@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from shapecheck.shapes import dims
 from shapecheck.data.bind import Binding, Match, evaluate
-from shapecheck.data.feeds import ArrayInfo
+from shapecheck.data.batches import ArrayInfo
 from shapecheck.rules import batch_check, define
 from shapecheck.rules.context import ModelContext, data_finding
 from shapecheck.rules.losses import BINARY, CATEGORICAL, SPARSE, loss_name

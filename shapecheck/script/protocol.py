@@ -100,7 +100,7 @@ def run_options() -> Any:
     raw = os.environ.get(RUN_ENV)
     if not raw:
         return None
-    from shapecheck.verify.execute import RunOptions
+    from shapecheck.verify.plans import RunOptions
 
     return RunOptions.from_dict(json.loads(raw))
 

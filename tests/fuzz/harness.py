@@ -81,7 +81,7 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
     from shapecheck.shapes.infer import infer_model
     from shapecheck.verify.oracle import check_against_keras
     from shapecheck.rules.context import ModelContext
-    from shapecheck.rules.sizes import minimum_sizes
+    from shapecheck.rules.minimum import minimum_sizes
 
     res = ValidResult()
     keras.backend.clear_session()

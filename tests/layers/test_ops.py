@@ -11,7 +11,8 @@ from keras import ops
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.infer import Scope
-from shapecheck.shapes.layers.ops import broadcast, slice_length
+from shapecheck.shapes.layers.ops import broadcast
+from shapecheck.shapes.layers.ops_index import slice_length
 from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, find_rule
 from tests.layers.conftest import check, out_shape
 
