@@ -117,7 +117,28 @@ def imports() -> tuple[nx.DiGraph, list[tuple[str, str, str]]]:
                 if (imported and imported.startswith("_") and not imported.startswith("__")
                         and target != name):
                     private.append((name, target, imported))
+        private += private_attributes(name, path)
     return graph, private
+
+
+def private_attributes(name: str, path: Path) -> list[tuple[str, str, str]]:
+    """``module._name`` read in ``path`` of a module of ours it imported by name
+    (``from shapecheck.script import capture`` then ``capture._ACTIVE``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in MODULES:
+                    bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in MODULES:
+                    bound[alias.asname] = alias.name
+    return [(name, bound[node.value.id], node.attr) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id in bound and bound[node.value.id] != name
+            and node.attr.startswith("_") and not node.attr.startswith("__")]
 
 
 def layer(module: str) -> str:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import collections
 import itertools
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from shapecheck.script import frames
 from shapecheck.script.frames import Position, user_position, user_site
@@ -326,3 +327,16 @@ def _unbuild_parts(layer: Any) -> None:
     for part in layer._flatten_layers(include_self=False, recursive=True):
         if part.built and not part.weights:
             part.built = False
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Analysis while the script's frames are live (a checkpoint, ``os._exit``): the
+    ops it makes are not the user's calls, and a call it makes that fails is not a
+    finding at the user's line."""
+    marker = object()
+    _ACTIVE.append(marker)
+    try:
+        yield
+    finally:
+        _ACTIVE[:] = [op for op in _ACTIVE if op is not marker]

@@ -30,9 +30,8 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from shapecheck.script.protocol import (REAL_IO, device_error, run_options, write_json,
                                         write_result)
@@ -181,11 +180,12 @@ class _Job:
             return
         from shapecheck.graph.model import analyze
         from shapecheck.report import FileReport
+        from shapecheck.script import capture
 
         start = time.monotonic()
         recorded = len(self.cap.models)
         try:
-            with _quiet_capture():
+            with capture.quiet():
                 models, found = analyze(
                     [(r.model, r.path, r.line) for r in list(self.cap.models)[:recorded]
                      if not r.internal],
@@ -334,32 +334,18 @@ def _script_exit(code: int) -> None:
     if job is None or os.getpid() != job.pid or job.phase != "script":
         _REAL_EXIT(code)
     from shapecheck.report import ScriptError
+    from shapecheck.script import capture
 
     if code != 0:
         job.report.error = ScriptError("exit", f"the script exited with status {code!r} "
                                        "(os._exit)")
     try:
-        with _quiet_capture():
+        with capture.quiet():
             job.finish()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         _REAL_EXIT(code)
-
-
-@contextmanager
-def _quiet_capture() -> Iterator[None]:
-    """Analysis while the script's frames are live (a checkpoint, ``os._exit``): the
-    ops it makes are not the user's calls, and a call it makes that fails is not a
-    finding at the user's line."""
-    from shapecheck.script import capture
-
-    marker = object()
-    capture._ACTIVE.append(marker)
-    try:
-        yield
-    finally:
-        capture._ACTIVE[:] = [op for op in capture._ACTIVE if op is not marker]
 
 
 _DRY_WRAPPED = False
