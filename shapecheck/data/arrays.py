@@ -107,35 +107,36 @@ def _split_at(feed: Feed, args: dict[str, Any], n: int | None) -> int | None:
     return at
 
 
-def arrays_with_split(feeds: list[Feed], args: dict[str, Any], x: Any, y: Any,
-                      sw: Any) -> None:
+def sample_arrays_with_split(feeds: list[Feed], args: dict[str, Any], x: Any, y: Any,
+                             sw: Any) -> None:
     """Arrays: the whole of them (``*_on_batch``), or batches, with validation_split's
     last rows as a second feed."""
     feed = feeds[0]
     n = first_rows(x, y, sw)
     check_rows(feed, x, y, sw)
     if feed.method.endswith("_on_batch"):
-        arrays(feed, x, y, sw, None if n is None else (0, n), None, None)
+        sample_arrays(feed, x, y, sw, None if n is None else (0, n), None, None)
         return
     steps = args.get("steps_per_epoch") if feed.method == "fit" else args.get("steps")
     cut = _split_at(feed, args, n)
     if n is None or cut is None:
         window = None if n is None else (0, n)
-        arrays(feed, x, y, sw, window, keras_batch_size(args, n or 0, steps), steps)
+        sample_arrays(feed, x, y, sw, window, keras_batch_size(args, n or 0, steps), steps)
         return
-    arrays(feed, x, y, sw, (0, cut), keras_batch_size(args, cut, steps), steps)
+    sample_arrays(feed, x, y, sw, (0, cut), keras_batch_size(args, cut, steps), steps)
     val = Feed(feed.method, "validation", feed.path, feed.line, "arrays")
     feeds.append(val)
     vsteps = args.get("validation_steps")
-    guard(val, lambda: arrays(val, x, y, sw, (cut, n),
-                              keras_batch_size(args, n - cut, vsteps, validation=True), vsteps))
+    guard(val, lambda: sample_arrays(val, x, y, sw, (cut, n),
+                                     keras_batch_size(args, n - cut, vsteps, validation=True),
+                                     vsteps))
     shared = {(p.kind, p.message) for p in feed.problems}  # the same arrays: said once
     val.problems = [p for p in val.problems if (p.kind, p.message) not in shared]
 
 
-def arrays(feed: Feed, x: Any, y: Any, sw: Any, window: tuple[int, int] | None,
-           batch_size: int | None, steps: Any,
-           names: tuple[str, str, str] = NAMES) -> None:
+def sample_arrays(feed: Feed, x: Any, y: Any, sw: Any, window: tuple[int, int] | None,
+                  batch_size: int | None, steps: Any,
+                  names: tuple[str, str, str] = NAMES) -> None:
     """The first and last batch of rows ``window`` (``batch_size`` None: one batch)."""
     feed.kind = "arrays"
     if window is None:  # no array with a first axis: describe it as it is

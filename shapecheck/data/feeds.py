@@ -53,12 +53,12 @@ from typing import Any
 
 import numpy as np
 
-from shapecheck.data.arrays import (arrays, arrays_with_split, check_rows, first_rows,
-                                    keras_batch_size)
+from shapecheck.data.arrays import (check_rows, first_rows, keras_batch_size, sample_arrays,
+                                    sample_arrays_with_split)
 from shapecheck.data.batches import Feed, guard
 from shapecheck.data.generators import (check_spec, ended, items_read, label_of_item, read_item,
                                         source_name, take, unreadable)
-from shapecheck.data.pydataset import pydataset
+from shapecheck.data.pydataset import sample_pydataset
 from shapecheck.data.tfdata import pipeline_functions, tf_facts
 from shapecheck.data.values import is_pandas
 
@@ -162,7 +162,7 @@ def _main(feeds: list[Feed], args: dict[str, Any], max_batches: int, timeout: fl
                  "arrays, a generator, a PyDataset or a tf.data.Dataset")
         return
     if feed.kind == "arrays":
-        arrays_with_split(feeds, args, x, y, sw)
+        sample_arrays_with_split(feeds, args, x, y, sw)
         return
     if _is_data_adapter(x):  # a custom Keras DataAdapter: Keras takes it as it is
         return
@@ -207,7 +207,7 @@ def _iterable(feed: Feed, x: Any, max_batches: int, timeout: float, steps: Any,
     """Items of a generator, PyDataset, tf.data.Dataset or other iterable (``steps``,
     ``epochs``: how many items Keras reads)."""
     if feed.kind == "pydataset":
-        pydataset(feed, x, max_batches, timeout, steps)
+        sample_pydataset(feed, x, max_batches, timeout, steps)
         return
     spec = tf_facts(feed, x, steps) if feed.kind == "tf.data" else ""
     functions: list[tuple[str, str, int]] = []
@@ -276,5 +276,5 @@ def _validation_data(val: Feed, args: dict[str, Any], max_batches: int,
     n = first_rows(vx, vy, vsw)
     check_rows(val, vx, vy, vsw, names)
     window = None if n is None else (0, n)
-    arrays(val, vx, vy, vsw, window, keras_batch_size(args, n or 0, steps, validation=True),
-           steps, names)
+    sample_arrays(val, vx, vy, vsw, window,
+                  keras_batch_size(args, n or 0, steps, validation=True), steps, names)

@@ -10,7 +10,7 @@ from shapecheck.data.generators import check_spec, read_item, source_name, take
 from shapecheck.data.values import tensorflow_backend
 
 
-def pydataset(feed: Feed, ds: Any, max_batches: int, timeout: float, steps: Any) -> None:
+def sample_pydataset(feed: Feed, ds: Any, max_batches: int, timeout: float, steps: Any) -> None:
     """Items [0], [1] and [len - 1] of a PyDataset (the first ones when it is infinite):
     Keras fixes the TensorFlow spec from [0] and [1]."""
     name = source_name(ds, "pydataset")

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from shapecheck.rules.catalog import (CATALOG, FAMILIES, RuleSpec, all_rules, define, load,
-                                         lookup)
+                                      lookup)
 
 __all__ = ["CATALOG", "FAMILIES", "RuleSpec", "define", "lookup", "load",
            "model_check", "failure_check", "script_error_check", "batch_check",

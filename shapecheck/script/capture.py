@@ -161,10 +161,10 @@ def install() -> Capture:
 
     Layer.__init__ = init_layer
 
-    from shapecheck.script import datasets
-    from shapecheck.script import layerweights
+    from shapecheck.script import datasets, layerweights
 
-    layerweights.install(Layer, lambda failure: CAPTURE.failures.append(failure))  # weights refused while a layer is made or built
+    # weights refused while a layer is made or built
+    layerweights.install(Layer, lambda failure: CAPTURE.failures.append(failure))
     datasets.install()  # which Keras utility made each dataset, for the hints
     _patch_training(Model)
     return CAPTURE

@@ -436,7 +436,7 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
             report.error = ScriptError("exit", f"the script exited with status {err.code!r}")
     except BaseException as err:  # the user's own exception, whatever it is
         skip = frames.SKIP_PREFIXES + (os.path.abspath(__file__),
-                                        os.path.dirname(runpy.__file__) + os.sep)
+                                       os.path.dirname(runpy.__file__) + os.sep)
         stopped = _error_info(err, skip, cap)
         report.error = ScriptError(
             "script-error", user_traceback(err, skip),

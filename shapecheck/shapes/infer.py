@@ -16,7 +16,7 @@ from shapecheck.shapes import dims
 from shapecheck.shapes.dims import Dim
 from shapecheck.shapes.graph import LayerCall, ModelGraph, build_graph
 from shapecheck.shapes.layers.registry import (Call, ShapeError, Sym, find_rule,
-                                        first_parameter, flatten_shapes)
+                                               first_parameter, flatten_shapes)
 
 
 @dataclass

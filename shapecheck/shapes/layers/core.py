@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from shapecheck.shapes import dims
 from shapecheck.shapes.dims import Dim
 from shapecheck.shapes.layers.registry import (Call, ShapeError, Sym, first_parameter, flatten,
-                                        rule)
+                                               rule)
 
 # --- shared helpers --------------------------------------------------------------
 

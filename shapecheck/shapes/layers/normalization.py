@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shapecheck.shapes.layers.core import (check_axes, check_input_spec, check_weight_axes,
-                                    input_shape, input_syms, normalize_axes, preserve)
+                                           input_shape, input_syms, normalize_axes, preserve)
 from shapecheck.shapes import dims
 from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, rule
 

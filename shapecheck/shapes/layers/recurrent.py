@@ -19,7 +19,7 @@ from typing import Any
 from shapecheck.shapes import dims
 from shapecheck.shapes.dims import Dim
 from shapecheck.shapes.layers.registry import (Call, ShapeError, Sym, flatten,
-                                        flatten_shapes, rule, shape_of)
+                                               flatten_shapes, rule, shape_of)
 
 # --- helpers -----------------------------------------------------------------
 
