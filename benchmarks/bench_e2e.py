@@ -64,8 +64,7 @@ import keras
 from shapecheck.script import capture
 capture.install()
 from shapecheck.graph import model as analyze
-from shapecheck.data import feeds
-from shapecheck.data import bind
+from shapecheck.data import bind, feeds
 from shapecheck.rules import load
 load()
 """
