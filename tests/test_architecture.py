@@ -1,7 +1,8 @@
 """The package's layout: no import cycle, no private name taken across modules, and
 every import going the way the data flows.
 
-Data flows down, and so do imports (a layer reads what the layers below it hand up)::
+Data flows down, and so do imports: a layer imports only layers listed below it, less
+those the table ``FORBIDDEN_TABLE`` names (data never imports rules, verify never rules)::
 
     faces    shapecheck (the API), api, cli, __main__, pytest_plugin, options, oracle, child
     script   run a user's script under capture, in a child process
