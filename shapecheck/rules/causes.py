@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import LayerCall
 from shapecheck.report import Diagnostic, Location
-from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, source_line
+from shapecheck.rules.context import SHAPE_PRESERVING, ModelContext, dot_axes, source_line
 
 _RNNS = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
 _CONVS = {"Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
@@ -418,11 +418,10 @@ def _merge_cause(ctx: ModelContext, d: Diagnostic, values: dict[str, int]) -> Ca
 
 def _dot_cause(ctx: ModelContext, call: LayerCall, shapes: list[tuple],
                values: dict[str, int]) -> Cause | None:
-    axes = getattr(call.op, "axes", None)
-    if len(shapes) != 2 or axes is None:
+    axes = dot_axes(call.op, shapes)
+    if axes is None:
         return None
-    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
-    picked = [a % len(s) for a, s in zip(pair, shapes)]
+    picked = list(axes)
     sizes = [s[a] for a, s in zip(picked, shapes)]
     if _same(sizes[0], sizes[1], values):
         return None

@@ -24,6 +24,16 @@ SHAPE_PRESERVING = frozenset({
 })
 
 
+def dot_axes(op: Any, shapes: list[tuple]) -> tuple[int, int] | None:
+    """The axis of each of a Dot's two inputs that it contracts (non-negative)."""
+    axes = getattr(op, "axes", None)
+    if axes is None or len(shapes) != 2:
+        return None
+    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    a, b = (p % len(s) for p, s in zip(pair, shapes))
+    return a, b
+
+
 def jshape(shape: tuple | None) -> list | None:
     """A symbolic shape as JSON (ints, dim expressions as text)."""
     return None if shape is None else [dims.to_json(d) for d in shape]

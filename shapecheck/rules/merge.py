@@ -7,7 +7,7 @@ from typing import Any, Iterator
 from shapecheck.shapes import dims
 from shapecheck.rules import define, failure_check, model_check
 from shapecheck.rules.construction import CLAIMED_BY_FAMILIES
-from shapecheck.rules.context import MERGES, ModelContext, failure_finding, failure_shapes
+from shapecheck.rules.context import MERGES, ModelContext, dot_axes, failure_finding, failure_shapes
 
 MERGE_MISMATCH = define("SC301", "merge-mismatch", "error",
                         "merged tensors disagree on an axis they must share", """
@@ -160,11 +160,10 @@ def _first_difference(shapes: list[tuple], skip_axis: int | None) -> str | None:
 
 def _dot_difference(op: Any, shapes: list[tuple]) -> str | None:
     """The contracted axes of a Dot that differ: ``axis 2 is 128 vs 64``."""
-    axes = getattr(op, "axes", None)
+    axes = dot_axes(op, shapes)
     if axes is None:
         return None
-    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
-    a, b = (p % len(s) for p, s in zip(pair, shapes))
+    a, b = axes
     x, y = shapes[0][a], shapes[1][b]
     if x is None or y is None or dims.equal(x, y) is not False:
         return None
