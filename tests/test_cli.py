@@ -174,7 +174,7 @@ def test_a_model_not_checked_is_counted_and_fails_only_with_strict(tmp_path: Pat
     [f] = doc["files"]
     [m] = f["models"]
     assert (f["status"], f["worst"]) == ("unchecked", None)
-    assert m["checked"] is False and "`call` is not a graph" in m["reason"]
+    assert m["checked"] is False and "never built, called or given data" in m["reason"]
     assert doc["summary"]["status"] == "unchecked"
     assert doc["summary"]["unchecked_models"] == 1
     proc = shapecheck("--no-tables", "--isolated", "scorer.py", cwd=tmp_path)

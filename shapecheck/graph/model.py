@@ -74,16 +74,39 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
     return entry
 
 
+def untraced_entry(model: Any, path: str | None, line: int | None, show: PathFn,
+                   traced: Any) -> ModelEntry:
+    """A subclassed model whose ``call`` was not traced, and why."""
+    entry = ModelEntry(name=model.name, kind="subclassed", path=show(path), line=line,
+                       checked=False)
+    if traced is None:
+        entry.reason = ("subclassed model never built, called or given data: its `call` "
+                        "has no input shapes to be traced with (call `model.build(shape)` "
+                        "or give it data)")
+    else:
+        where = ""
+        if traced.where and traced.where[0]:
+            where = f" at {show(traced.where[0])}:{traced.where[1]}"
+        entry.reason = f"its `call` could not be traced{where}: {traced.reason}"
+    entry.notes.append(NoteEntry(model.name, "subclassed", entry.reason))
+    return entry
+
+
 def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[Any] = (),
             compiled: dict[int, dict] | None = None, show: PathFn = display_path,
             bindings: dict[str, int] | None = None, data_calls: list[Any] = (),
-            run: Any = None) -> tuple[list[ModelEntry], list[Diagnostic]]:
+            run: Any = None, traces: dict[int, Any] | None = None,
+            steps: list[Any] = (),
+            ) -> tuple[list[ModelEntry], list[Diagnostic]]:
     """Entries and findings for the models a script built and the calls Keras refused.
 
     ``models`` holds ``(model, path, line)``; ``failures`` the refused calls
     (:class:`shapecheck.script.standin.Failure`); ``compiled`` maps ``id(model)`` to
-    its ``compile`` arguments; ``run`` (:class:`shapecheck.verify.execute.RunOptions`)
-    executes each model after the static pass and marks what it confirms.
+    its ``compile`` arguments; ``traces`` maps ``id(model)`` of a subclassed model to
+    its traced ``call`` (:class:`shapecheck.script.trace.Trace`); ``steps`` holds
+    the custom steps traced (:class:`shapecheck.script.steps.StepTrace`); ``run``
+    (:class:`shapecheck.verify.execute.RunOptions`) executes each model after the
+    static pass and marks what it confirms.
     """
     from shapecheck.rules.context import ModelContext
     from shapecheck.rules.causes import blame_causes
@@ -91,6 +114,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                                          follows_text, mark_consequences, mark_follows,
                                          model_findings)
     from shapecheck.rules.minimum import minimum_sizes
+    from shapecheck.rules.steps import step_findings
 
     entries: list[ModelEntry] = []
     roots: dict[int, Diagnostic] = {}  # id(failure) -> its finding
@@ -98,11 +122,22 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     for model, path, line in models:
         kind = model_kind(model)
         try:
-            shapes = infer_model(model) if kind in ("functional", "sequential") else None
+            graph = model
+            if kind == "subclassed":
+                traced = (traces or {}).get(id(model))
+                if traced is None or traced.functional is None:
+                    entries.append(untraced_entry(model, path, line, show, traced))
+                    continue
+                graph = traced.functional
+            shapes = infer_model(graph) if kind != "unbuilt" else None
             if shapes is None:
                 entries.append(model_entry(model, path, line, show, bindings, shapes))
                 continue
-            ctx = ModelContext(model, shapes, show, (compiled or {}).get(id(model)))
+            own_steps = [s for s in steps if s.model is model]
+            loss = (compiled or {}).get(id(model))
+            if any(not s.uses_compiled_loss for s in own_steps):
+                loss = None  # the step computes its own loss: no target rule applies
+            ctx = ModelContext(graph, shapes, show, loss)
             mine: list[Diagnostic] = []
             for call in ctx.calls:
                 f = call.failure
@@ -116,6 +151,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                     ctx.fed_targets.setdefault(m.key, []).append(tuple(m.info.shape))
             mine += model_findings(ctx)
             mine += from_data
+            mine += step_findings(ctx, own_steps)
             after = mark_follows(ctx, mine, roots)
             after += mark_consequences(ctx, mine)
             minimums = minimum_sizes(ctx)
@@ -124,7 +160,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             for d, root in after:  # name the root where it now sits
                 d.follows = follows_text(root)
             found += mine
-            entry = model_entry(model, path, line, show, bindings, shapes)
+            entry = model_entry(graph, path, line, show, bindings, shapes)
+            entry.name, entry.kind = model.name, kind
             entry.data = [{"data": b.describe(show), "dims": dict(b.values),
                            "from": dict(b.sources)} for b in bound]
             entry.minimums = {n: {"size": size, "layer": layer}

@@ -21,6 +21,7 @@ FAMILIES: dict[str, str] = {
     "SC6": "data",
     "SC7": "targets and losses",
     "SC8": "run time",
+    "SC9": "code around the model",
 }
 
 SEVERITIES = ("error", "warning", "info")

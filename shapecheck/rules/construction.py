@@ -224,16 +224,17 @@ def rank_cause(op: Any, got: tuple, want: int, tensor: Any) -> str | None:
                     "the input")
         if cls == "InputLayer":
             declared = tuple(got[1:])
+            said = _declared(first, declared)
             if len(declared) > want - 1:
                 if declared[-1] == 1:
                     fix = declared[:-1]
-                    return (f"the declared `Input(shape={_tup(declared)})` ends in an axis of "
-                            f"size 1; declare `shape={_tup(fix)}` (or Reshape to it)")
+                    return (f"{said} ends in an axis of size 1; "
+                            f"{_fix(first, fix)} (or Reshape to it)")
                 fix = declared[len(declared) - (want - 1):]
-                return (f"the declared `Input(shape={_tup(declared)})` has {len(declared)} axes; "
+                return (f"{said} has {len(declared)} axes; "
                         f"the layer wants {want - 1} besides the batch: if "
-                        f"{dims.fmt(declared[0])} is the number of samples, declare "
-                        f"`shape={_tup(fix)}` — the shape of one sample")
+                        f"{dims.fmt(declared[0])} is the number of samples, "
+                        f"{_fix(first, fix)} — the shape of one sample")
         if len(got) == 4 and want == 3:
             return ("an image-like (batch, height, width, channels) tensor meets a sequence "
                     "layer: reshape it to (batch, time, features) first, e.g. "
@@ -241,17 +242,38 @@ def rank_cause(op: Any, got: tuple, want: int, tensor: Any) -> str | None:
     else:
         if cls == "InputLayer":
             declared = tuple(got[1:])
+            said = _declared(first, declared)
             if want - len(got) == 1 and expectation(op) and "channels" in (expectation(op) or ""):
-                return (f"the declared `Input(shape={_tup(declared)})` has no channel axis; "
-                        f"declare `shape={_tup(declared + (1,))}`")
+                return f"{said} has no channel axis; {_fix(first, declared + (1,))}"
             if want == 3:
-                return (f"the declared `Input(shape={_tup(declared)})` has no time axis; "
-                        f"declare `shape=(timesteps, {', '.join(map(dims.fmt, declared))})`")
+                steps = "(timesteps, " + ", ".join(map(dims.fmt, declared)) + ")"
+                if _traced(first):
+                    return (f"{said} has no time axis; give it samples of shape {steps}, "
+                            f"e.g. `x[..., None]` for one feature per step")
+                return f"{said} has no time axis; declare `shape={steps}`"
         if want == 3 and len(got) == 2:
             return ("the tensor has no time axis: keep one (`return_sequences=True`, no "
                     "Flatten/pooling before) or add it with `layers.Reshape((1, features))` "
                     "or `layers.RepeatVector(n)`")
     return None
+
+
+def _traced(input_layer: Any) -> bool:
+    """An input made by tracing a subclassed model's ``call`` on the data it was given."""
+    return bool(getattr(input_layer, "_shapecheck_traced", None))
+
+
+def _declared(input_layer: Any, declared: tuple) -> str:
+    """How to name an input's shape: the declared Input's, or the data's."""
+    if _traced(input_layer):
+        return f"the data given to the model, samples of shape {_tup(declared)},"
+    return f"the declared `Input(shape={_tup(declared)})`"
+
+
+def _fix(input_layer: Any, shape: tuple) -> str:
+    if _traced(input_layer):
+        return f"give it samples of shape {_tup(shape)}"
+    return f"declare `shape={_tup(shape)}`"
 
 
 def _tup(shape: tuple) -> str:

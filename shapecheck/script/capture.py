@@ -24,6 +24,8 @@ from shapecheck.script.frames import Position, user_position, user_site
 
 _SEQ = itertools.count(1)
 _ACTIVE: list[Any] = []  # operations whose __call__ is running, innermost last
+_TRACING: list[Any] = []  # subclassed models whose `call` is being traced
+_TRIAL: list[Any] = []  # non-empty while a trial trace runs: a refused call raises
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Capture:
     failures: list[Any] = field(default_factory=list)  # shapecheck.script.standin.Failure
     recent: Any = field(default_factory=lambda: collections.deque(maxlen=256))  # CallSite
     made_up: DataCall | None = None  # the first dry-run call whose value was made up
+    traces: dict[int, Any] = field(default_factory=dict)  # id(model) -> trace.Trace
+    steps: list[Any] = field(default_factory=list)  # steps.StepTrace, one per model and step
 
 
 @dataclass
@@ -114,11 +118,14 @@ def install() -> Capture:
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             outermost = not _ACTIVE
+            if outermost and not _TRACING and method == "__call__":
+                trace_from_call(self, args, kwargs)
             _ACTIVE.append(self)
             try:
                 return original(self, *args, **kwargs)
             except Exception as err:
-                failure = _refused(self, args, kwargs, err) if outermost else None
+                failure = (_refused(self, args, kwargs, err) if outermost and not _TRIAL
+                           else None)
                 if failure is None:
                     raise
             finally:
@@ -139,12 +146,13 @@ def install() -> Capture:
 
         def init(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
-            if getattr(self, "_shapecheck_recorded", False):
+            if getattr(self, "_shapecheck_recorded", False) or _TRACING:
                 return
             self._shapecheck_recorded = True
-            path, line = user_site(2)
+            path, line = frames.construction_site(self, 2)
             internal = _inside_sequential_build()
             CAPTURE.models.append(ModelRecord(self, path, line, internal))
+            _trace_on_build(self)
 
         cls.__init__ = init
 
@@ -252,11 +260,14 @@ def _dry(method: str, original: Any) -> Any:
         except Exception:  # sampling never stops the script; its problems are findings
             call.feeds = []
         build_from_data(self, call.feeds)
+        trace_from_data(self, call)
         if CAPTURE.made_up is None:
             CAPTURE.made_up = call
         from shapecheck.script.dryrun import bind, result
 
-        return result(self, method, bind(original, self, args, kwargs), call.feeds)
+        value = result(self, method, bind(original, self, args, kwargs), call.feeds)
+        trace_step(self, call)
+        return value
 
     dry_run.__name__ = method
     dry_run.__doc__ = getattr(original, "__doc__", None)
@@ -323,10 +334,135 @@ def _unbuild(model: Any) -> None:
 def _unbuild_parts(layer: Any) -> None:
     """A layer whose build failed may have marked a part built before that part made
     its weights (an RNN cell's `build` calls `Layer.build` first): such a part,
-    built but holding no weights, is built again with the layer."""
+    built but holding no weights, is built again with the layer. A Sequential part
+    without an input shape whose build failed forgets the shape it was tried with."""
+    from keras import Sequential
+
     for part in layer._flatten_layers(include_self=False, recursive=True):
-        if part.built and not part.weights:
+        if isinstance(part, Sequential) and getattr(part, "_functional", None) is None:
+            _unbuild(part)
+        elif part.built and not part.weights:
             part.built = False
+
+
+def _trace_on_build(model: Any) -> None:
+    """``model.build(shape)`` by the user traces a subclassed model, after Keras's build."""
+    import functools
+
+    from shapecheck.script import trace
+
+    if not trace.is_subclassed(model):
+        return
+    inner = model.build
+
+    @functools.wraps(inner)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        out = inner(*args, **kwargs)
+        shape = args[0] if args else next(iter(kwargs.values()), None)
+        if not _ACTIVE and not _TRACING and shape is not None:
+            trace_model(model, trace.spec_of_shapes(shape), "`build`", user_site(2))
+        return out
+
+    try:
+        object.__setattr__(model, "build", build)
+    except Exception:  # a model that refuses new attributes keeps Keras's build
+        pass
+
+
+def trace_from_call(model: Any, args: tuple, kwargs: dict) -> None:
+    """A user's call of a subclassed model on data (``model(x)``) traces it first."""
+    from shapecheck.script import trace
+
+    if not trace.is_subclassed(model):
+        return
+    x = args[0] if args else kwargs.get("inputs", kwargs.get("x"))
+    if x is None or not trace.concrete(x):
+        return
+    spec = trace.spec_of(x)
+    if spec is not None:
+        trace_model(model, spec, "a call", user_site(3))
+
+
+def trace_step(model: Any, call: DataCall) -> None:
+    """Trace the model's own step for ``call`` (once per model and step)."""
+    from shapecheck.script import steps
+
+    step = steps.step_to_trace(model, call.method)
+    if step is None or any(s.model is model and s.step == step for s in CAPTURE.steps):
+        return
+    batch = next((b for f in call.feeds for b in f.batches if b.x is not None), None)
+    if batch is None:
+        return
+    _TRACING.append(model)
+    try:
+        with quiet():
+            done = steps.trace_step(model, call.method, batch, (call.path, call.line),
+                                    frames.SKIP_PREFIXES)
+    except Exception:  # our own limits: the step stays unchecked, the script goes on
+        done = None
+    finally:
+        _TRACING.pop()
+    if done is not None:
+        CAPTURE.steps.append(done)
+
+
+def trace_from_data(model: Any, call: DataCall) -> None:
+    """Trace a subclassed model on the inputs of every batch sampled for ``call``."""
+    from shapecheck.script import trace
+
+    if not trace.is_subclassed(model):
+        return
+    spec = None
+    for feed in call.feeds:
+        for batch in feed.batches:
+            one = trace.spec_of(batch.x) if batch.x is not None else None
+            if one is not None:
+                spec = one if spec is None else (trace.merge(spec, one) or spec)
+    if spec is not None:
+        trace_model(model, spec, f"`{call.method}`", (call.path, call.line))
+
+
+def trace_model(model: Any, spec: Any, given: str, site: tuple) -> None:
+    """Trace ``model.call`` on inputs of ``spec`` (once; again when later inputs differ
+    in a size the first trace fixed). Calls Keras refuses during the trace are recorded
+    as the script's own are, at their line inside ``call``."""
+    from shapecheck.script import trace
+
+    if spec is None:
+        return
+    old = CAPTURE.traces.get(id(model))
+    if old is not None:
+        merged = trace.merge(old.spec, spec)
+        if merged is None or merged == old.spec:
+            return
+        spec = merged
+        for f in old.failures:  # the new trace records its own
+            if f in CAPTURE.failures:
+                CAPTURE.failures.remove(f)
+    result = trace.Trace(model, spec, given=given, site=site)
+    CAPTURE.traces[id(model)] = result
+    candidates = trace.trials(spec)
+    for i, trial in enumerate(candidates):
+        final = i == len(candidates) - 1
+        if not final:
+            _TRIAL.append(model)  # a refused call raises: the next trial follows
+        _TRACING.append(model)
+        before = len(CAPTURE.failures)
+        try:
+            result.functional = trace.trace_call(model, trial)
+            result.used = trial
+            result.failures = CAPTURE.failures[before:]
+            return
+        except Exception as err:
+            if final:
+                result.reason = trace.reason_for(err)
+                result.where = trace.where_raised(err, frames.SKIP_PREFIXES)
+                del CAPTURE.failures[before:]
+        finally:
+            _TRACING.pop()
+            if not final:
+                _TRIAL.pop()
+        _unbuild_parts(model)
 
 
 @contextmanager

@@ -190,7 +190,8 @@ class _Job:
                     [(r.model, r.path, r.line) for r in list(self.cap.models)[:recorded]
                      if not r.internal],
                     failures=list(self.cap.failures), compiled=dict(self.cap.compiled),
-                    data_calls=list(self.cap.data_calls))
+                    data_calls=list(self.cap.data_calls), traces=dict(self.cap.traces),
+                    steps=list(self.cap.steps))
             point = FileReport(path=self.report.path, models=models, diagnostics=found)
             self.stream.checkpoint({"report": point.finish().to_dict(), "recorded": recorded})
         except Exception:  # a checkpoint is a precaution: never the script's problem
@@ -269,7 +270,7 @@ class _Job:
         report.models, found = analyze(
             [(r.model, r.path, r.line) for r in records],
             failures=cap.failures, compiled=cap.compiled, data_calls=cap.data_calls,
-            run=self.run_options)
+            run=self.run_options, traces=cap.traces, steps=cap.steps)
         if stopped is not None:
             from shapecheck.rules.engine import script_error_findings
 

@@ -51,6 +51,19 @@ def user_site(skip: int = 1) -> tuple[str | None, int | None]:
     return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
 
 
+def construction_site(obj: Any, skip: int = 1) -> tuple[str | None, int | None]:
+    """Where the user made ``obj``: the innermost user frame outside ``obj``'s own
+    methods (a subclass's ``__init__`` calling ``super().__init__()``)."""
+    frame = _user_frame(skip)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if (not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES)
+                and frame.f_locals.get("self") is not obj):
+            return os.path.abspath(filename), frame.f_lineno
+        frame = frame.f_back
+    return user_site(skip + 1)
+
+
 Position = tuple[str | None, int | None, int | None, int | None]
 
 
