@@ -95,7 +95,9 @@ class NoteEntry:
 @dataclass
 class ModelEntry:
     name: str
-    kind: str  # "functional" | "sequential" | "subclassed" | "unbuilt"
+    # "functional" | "sequential" | "subclassed" | "unbuilt"; "layer": a user's layer
+    # traced inside a subclassed model (its graph, opened in place of its call)
+    kind: str
     path: str | None
     line: int | None
     layers: list[LayerEntry] = field(default_factory=list)
@@ -351,7 +353,7 @@ class Report:
         diags = self.diagnostics
         status = max((f.status for f in self.files), key=STATUSES.index, default="clean")
         return Summary(status=status, worst=worst_severity(diags), files=len(self.files),
-                       models=len(self.models),
+                       models=sum(m.kind != "layer" for m in self.models),
                        unchecked_models=sum(len(f.unchecked_models) for f in self.files),
                        no_model=sum(f.no_model for f in self.files),
                        failed=sum(f.status == "failed" for f in self.files),

@@ -74,12 +74,56 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
     return entry
 
 
+def with_traced_layers(models: list[tuple[Any, str | None, int | None]],
+                       traces: dict[int, Any]) -> list[tuple[Any, str | None, int | None]]:
+    """The models, each subclassed one followed by the graphs of the user's layers
+    traced inside it (each checked as a model of its own, and opened in place)."""
+    out = []
+    seen: set[int] = set()
+    for model, path, line in models:
+        traced = traces.get(id(model))
+        for layer, functional in (traced.nested if traced is not None else ()):
+            if id(functional) in seen:
+                continue
+            seen.add(id(functional))
+            created = getattr(layer, "_shapecheck_created", None) or (None, None)
+            out.append((functional, created[0], created[1]))
+        out.append((model, path, line))  # after its layers: their refused calls come first
+    return out
+
+
+def follow_upstream(model: Any, found: list[Diagnostic], roots: dict[int, Diagnostic]
+                    ) -> list[tuple[Diagnostic, Diagnostic]]:
+    """A user's layer traced on what a refused call upstream of it made: each of its
+    findings follows from that call's."""
+    from shapecheck.rules.engine import follows_text
+
+    after = getattr(model, "_shapecheck_after", None)
+    root = roots.get(id(after)) if after is not None else None
+    pairs = []
+    for d in found if root is not None else ():
+        if d.follows is None and d is not root:
+            d.follows = follows_text(root)
+            pairs.append((d, root))
+    return pairs
+
+
 def untraced_entry(model: Any, path: str | None, line: int | None, show: PathFn,
-                   traced: Any) -> ModelEntry:
-    """A subclassed model whose ``call`` was not traced, and why."""
+                   traced: Any, steps: list[Any] = ()) -> ModelEntry:
+    """A subclassed model whose ``call`` was not traced, and why; one without a
+    ``call`` of its own is checked through the step ``fit`` runs, when it was traced."""
     entry = ModelEntry(name=model.name, kind="subclassed", path=show(path), line=line,
                        checked=False)
-    if traced is None:
+    if traced is not None and traced.reason == NO_CALL:
+        ran = [s for s in steps if s.reason is None]
+        if ran:
+            entry.checked = True
+            names = ", ".join(sorted({f"`{s.step}`" for s in ran}))
+            entry.notes.append(NoteEntry(model.name, "subclassed",
+                                         f"no `call` of its own: {names} traced instead"))
+            return entry
+        entry.reason = "it has no `call` of its own, and no custom step was traced"
+    elif traced is None:
         entry.reason = ("subclassed model never built, called or given data: its `call` "
                         "has no input shapes to be traced with (call `model.build(shape)` "
                         "or give it data)")
@@ -92,11 +136,15 @@ def untraced_entry(model: Any, path: str | None, line: int | None, show: PathFn,
     return entry
 
 
+# The reason a trace gives for a model without a `call` (shapecheck.script.trace).
+NO_CALL = "no call"
+
+
 def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[Any] = (),
             compiled: dict[int, dict] | None = None, show: PathFn = display_path,
             bindings: dict[str, int] | None = None, data_calls: list[Any] = (),
             run: Any = None, traces: dict[int, Any] | None = None,
-            steps: list[Any] = (),
+            steps: list[Any] = (), declared: list[Any] = (),
             ) -> tuple[list[ModelEntry], list[Diagnostic]]:
     """Entries and findings for the models a script built and the calls Keras refused.
 
@@ -104,7 +152,9 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     (:class:`shapecheck.script.standin.Failure`); ``compiled`` maps ``id(model)`` to
     its ``compile`` arguments; ``traces`` maps ``id(model)`` of a subclassed model to
     its traced ``call`` (:class:`shapecheck.script.trace.Trace`); ``steps`` holds
-    the custom steps traced (:class:`shapecheck.script.steps.StepTrace`); ``run``
+    the custom steps traced (:class:`shapecheck.script.steps.StepTrace`); ``declared``
+    the user's layers whose ``compute_output_shape`` disagrees with their traced
+    ``call`` (:class:`shapecheck.script.trace.Declared`); ``run``
     (:class:`shapecheck.verify.execute.RunOptions`) executes each model after the
     static pass and marks what it confirms.
     """
@@ -115,25 +165,31 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                                          model_findings)
     from shapecheck.rules.minimum import minimum_sizes
     from shapecheck.rules.steps import step_findings
+    from shapecheck.rules.declared import declared_findings
 
     entries: list[ModelEntry] = []
     roots: dict[int, Diagnostic] = {}  # id(failure) -> its finding
     found: list[Diagnostic] = []
-    for model, path, line in models:
+    said: set[int] = set()  # the declared-shape records reported
+    for model, path, line in with_traced_layers(models, traces or {}):
         kind = model_kind(model)
         try:
             graph = model
-            if kind == "subclassed":
+            own_steps = [s for s in steps if s.model is model]
+            layer = getattr(model, "_shapecheck_trace", None)  # a user's layer, traced
+            if layer is not None:
+                kind = "layer" if not is_model(layer) else "subclassed"
+            elif kind == "subclassed":
                 traced = (traces or {}).get(id(model))
                 if traced is None or traced.functional is None:
-                    entries.append(untraced_entry(model, path, line, show, traced))
+                    entries.append(untraced_entry(model, path, line, show, traced, own_steps))
+                    found += step_findings(None, own_steps, model.name, show)
                     continue
                 graph = traced.functional
             shapes = infer_model(graph) if kind != "unbuilt" else None
             if shapes is None:
                 entries.append(model_entry(model, path, line, show, bindings, shapes))
                 continue
-            own_steps = [s for s in steps if s.model is model]
             loss = (compiled or {}).get(id(model))
             if any(not s.uses_compiled_loss for s in own_steps):
                 loss = None  # the step computes its own loss: no target rule applies
@@ -151,9 +207,11 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
                     ctx.fed_targets.setdefault(m.key, []).append(tuple(m.info.shape))
             mine += model_findings(ctx)
             mine += from_data
-            mine += step_findings(ctx, own_steps)
+            mine += step_findings(ctx, own_steps, model.name, show)
+            mine += declared_findings(ctx, declared, said)
             after = mark_follows(ctx, mine, roots)
             after += mark_consequences(ctx, mine)
+            after += follow_upstream(model, mine, roots)
             minimums = minimum_sizes(ctx)
             executed = execute_model(ctx, mine, bound, minimums, run) if run else None
             blame_causes(ctx, mine, bound)

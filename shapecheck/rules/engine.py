@@ -53,8 +53,9 @@ def mark_follows(ctx: ModelContext, findings: Iterable[Diagnostic],
             continue
         for anc in [call.id] + sorted(ctx.ancestors(call)):  # the refused call itself first
             c = ctx.by_id[anc]
-            if c.failure is not None and id(c.failure) in roots:
-                root = roots[id(c.failure)]
+            f = c.failure if c.failure is not None else c.inner_failure
+            if f is not None and id(f) in roots:
+                root = roots[id(f)]
                 if root is not d:
                     d.follows = follows_text(root)
                     pairs.append((d, root))

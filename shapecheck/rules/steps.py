@@ -72,25 +72,28 @@ STEP_NOT_TRACED = define("SC902", "step-not-traced", "info",
     """, outcome="none")
 
 
-def step_findings(ctx: ModelContext, steps: Iterable[Any]) -> list[Diagnostic]:
-    """SC901/SC902 for the traced steps of ``ctx``'s model."""
+def step_findings(ctx: ModelContext | None, steps: Iterable[Any], name: str,
+                  show: Any) -> list[Diagnostic]:
+    """SC901/SC902 for the traced steps of the model ``name`` (``ctx`` when its
+    graph was analysed: the hint names its outputs)."""
     out: list[Diagnostic] = []
     for s in steps:
-        ran_by = f"`{s.method}` at {ctx.show(s.site[0])}:{s.site[1]}"
+        ran_by = f"`{s.method}` at {show(s.site[0])}:{s.site[1]}"
         if s.error is not None:
-            out.append(_shape_error(ctx, s, ran_by))
+            out.append(_shape_error(ctx, s, ran_by, name, show))
         elif s.reason is not None:
             path, line = s.where or s.site
             out.append(STEP_NOT_TRACED.finding(
                 f"`{s.step}` (run by {ran_by}) is not checked: {s.reason}",
-                model=ctx.name, path=ctx.show(path), line=line,
+                model=name, path=show(path), line=line,
                 source=source_line(path, line),
                 hint="write the step with `keras.ops` on tensors, without Python "
                      "decisions on their values, so it can be traced"))
     return out
 
 
-def _shape_error(ctx: ModelContext, s: Any, ran_by: str) -> Diagnostic:
+def _shape_error(ctx: ModelContext | None, s: Any, ran_by: str, name: str,
+                 show: Any) -> Diagnostic:
     e = s.error
     batch = s.batch_shapes[0][0] if s.batch_shapes and s.batch_shapes[0] else None
     named = [_named(shape, batch) for shape in e.shapes]
@@ -98,20 +101,29 @@ def _shape_error(ctx: ModelContext, s: Any, ran_by: str) -> Diagnostic:
     where = f"`{s.step}`" if e.function == s.step else f"`{e.function}` (in `{s.step}`)"
     said = " and ".join(_fmt(shape) for shape in named)
     reason = _tf_words(e.message)
-    if said:
+    if e.layer is not None:
+        message = (f"{where}, run by {ran_by}: `{e.layer}`) refuses what the step gives it: "
+                   if "(" in e.layer else
+                   f"{where}, run by {ran_by}: `{e.layer}` refuses what the step gives it: ")
+        message += reason
+    elif said:
         message = f"{where}, run by {ran_by}: {said} cannot be combined ({reason})"
     else:
         message = f"{where}, run by {ran_by}: {reason}"
-    outs = [ctx.tensor_shape(k) for k in ctx.graph.outputs]
+    outs = [ctx.tensor_shape(k) for k in ctx.graph.outputs] if ctx is not None else []
     outputs = ", ".join(_fmt(tuple(dims.to_json(d) for d in shape))
                         for shape in outs if shape is not None)
     data = ", ".join(_fmt(_named(shape, batch)) for shape in s.batch_shapes)
-    hint = (f"the step was given data {data}"
-            + (f" and the model returns {outputs}" if outputs else "")
-            + ": make both sides the same shape (reshape one, or reduce each over "
-              "its own axes) before combining them")
+    if e.layer is not None:
+        hint = (f"the step was given data {data}: give `{e.layer.split('`')[0]}` the shape it "
+                "was built for (check the sizes the step makes its inputs with)")
+    else:
+        hint = (f"the step was given data {data}"
+                + (f" and the model returns {outputs}" if outputs else "")
+                + ": make both sides the same shape (reshape one, or reduce each over "
+                  "its own axes) before combining them")
     dims_ = {"batch": str(batch)} if batch is not None else {}
-    return STEP_SHAPE.finding(message, model=ctx.name, path=ctx.show(e.path), line=e.line,
+    return STEP_SHAPE.finding(message, model=name, path=show(e.path), line=e.line,
                               source=source_line(e.path, e.line), hint=hint, shapes=shapes,
                               dims=dims_)
 

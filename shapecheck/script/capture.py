@@ -26,6 +26,7 @@ _SEQ = itertools.count(1)
 _ACTIVE: list[Any] = []  # operations whose __call__ is running, innermost last
 _TRACING: list[Any] = []  # subclassed models whose `call` is being traced
 _TRIAL: list[Any] = []  # non-empty while a trial trace runs: a refused call raises
+_NESTED: list[Any] = []  # (layer, Functional) traced inside the current trace
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Capture:
     made_up: DataCall | None = None  # the first dry-run call whose value was made up
     traces: dict[int, Any] = field(default_factory=dict)  # id(model) -> trace.Trace
     steps: list[Any] = field(default_factory=list)  # steps.StepTrace, one per model and step
+    declared: list[Any] = field(default_factory=list)  # trace.Declared: compute_output_shape lies
 
 
 @dataclass
@@ -101,6 +103,8 @@ def install() -> Capture:
     def init_node(self: Any, *args: Any, **kwargs: Any) -> None:
         node_init(self, *args, **kwargs)
         self._shapecheck_site = _call_site(self.operation, 2)
+        if _TRACING:  # sizes read from shapes in a traced `call` are None here
+            self.operation._shapecheck_in_trace = True
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
         # A Sequential model building itself on its first call makes its own graph.
@@ -118,11 +122,17 @@ def install() -> Capture:
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             outermost = not _ACTIVE
-            if outermost and not _TRACING and method == "__call__":
-                trace_from_call(self, args, kwargs)
+            if outermost and method == "__call__":
+                if not _TRACING:
+                    trace_from_call(self, args, kwargs)
+                else:
+                    nested = trace_nested(self, args, kwargs)
+                    if nested is not None:
+                        return nested
             _ACTIVE.append(self)
+            failure = None
             try:
-                return original(self, *args, **kwargs)
+                out = original(self, *args, **kwargs)
             except Exception as err:
                 failure = (_refused(self, args, kwargs, err) if outermost and not _TRIAL
                            else None)
@@ -130,9 +140,13 @@ def install() -> Capture:
                     raise
             finally:
                 _ACTIVE.pop()
-            from shapecheck.script.standin import make_standin
+            if failure is not None:
+                from shapecheck.script.standin import make_standin
 
-            return make_standin(self, args, kwargs, failure)
+                return make_standin(self, args, kwargs, failure)
+            if outermost and method == "__call__" and not _TRACING:
+                check_declared(self, args, kwargs)
+            return out
 
         call.__name__ = method
         setattr(cls, method, call)
@@ -406,6 +420,77 @@ def trace_step(model: Any, call: DataCall) -> None:
         CAPTURE.steps.append(done)
 
 
+def check_declared(layer: Any, args: tuple, kwargs: dict) -> None:
+    """A user's layer with its own ``compute_output_shape``, called on symbolic
+    tensors: Keras took the declared shape on trust; trace its ``call`` apart (the
+    user's graph is left as it is) and record a disagreement."""
+    from keras.src import utils
+
+    from shapecheck.script import trace
+
+    if not trace.is_user_layer(layer) or utils.is_default(layer.compute_output_shape):
+        return
+    from keras import KerasTensor, tree
+
+    if not any(isinstance(t, KerasTensor) for t in tree.flatten((args, kwargs))):
+        return
+    split = trace.split_call(layer, args, kwargs)
+    spec = trace.spec_exact((split[0], split[1])) if split is not None else None
+    if spec is None:
+        return
+    _TRACING.append(layer)
+    try:
+        with quiet():
+            functional = trace.trace_call(layer, spec[0], spec[1], split[2], nested=True)
+            declared = trace.declared_mismatch(layer, spec, functional)
+    except Exception:  # its call cannot be traced apart: Keras's trust stands
+        return
+    finally:
+        _TRACING.pop()
+    if declared is not None:
+        declared.site = user_site(3)
+        CAPTURE.declared.append(declared)
+
+
+def trace_nested(layer: Any, args: tuple, kwargs: dict) -> Any:
+    """Inside a trace, a user's own layer (or subclassed model) is traced too: its
+    ``call`` becomes a nested graph whose calls keep their lines. Its outputs; None to
+    call the layer as Keras does (its ``call`` cannot be traced on its own)."""
+    from shapecheck.script import trace
+
+    if not trace.is_user_layer(layer) or any(t is layer for t in _TRACING):
+        return None
+    split = trace.split_call(layer, args, kwargs)
+    if split is None:
+        return None
+    targs, tkwargs, static = split
+    spec = trace.spec_exact((targs, tkwargs))
+    if spec is None:
+        return None
+    _TRACING.append(layer)
+    before = len(CAPTURE.failures)
+    try:
+        functional = trace.trace_call(layer, spec[0], spec[1], static, nested=True)
+    except trace.UnknownSize:
+        raise  # the trial cannot know what the code computes: the next one may
+    except Exception:
+        del CAPTURE.failures[before:]
+        return None
+    finally:
+        _TRACING.pop()
+    declared = trace.declared_mismatch(layer, spec, functional)
+    if declared is not None:
+        declared.site = user_site(3)
+        CAPTURE.declared.append(declared)
+    from keras import tree
+
+    leaves = tree.flatten((targs, tkwargs))
+    functional._shapecheck_failures = CAPTURE.failures[before:]
+    functional._shapecheck_after = trace.upstream_failure(leaves)
+    _NESTED.append((layer, functional))
+    return functional(leaves)
+
+
 def trace_from_data(model: Any, call: DataCall) -> None:
     """Trace a subclassed model on the inputs of every batch sampled for ``call``."""
     from shapecheck.script import trace
@@ -441,17 +526,26 @@ def trace_model(model: Any, spec: Any, given: str, site: tuple) -> None:
                 CAPTURE.failures.remove(f)
     result = trace.Trace(model, spec, given=given, site=site)
     CAPTURE.traces[id(model)] = result
+    if not trace.has_call(model):
+        result.reason = trace.NO_CALL
+        return
     candidates = trace.trials(spec)
     for i, trial in enumerate(candidates):
         final = i == len(candidates) - 1
         if not final:
             _TRIAL.append(model)  # a refused call raises: the next trial follows
         _TRACING.append(model)
+        _NESTED.clear()
         before = len(CAPTURE.failures)
         try:
-            result.functional = trace.trace_call(model, trial)
+            if final:
+                result.functional = trace.trace_call(model, (trial,))
+            else:
+                with trace.watch_sizes():
+                    result.functional = trace.trace_call(model, (trial,))
             result.used = trial
             result.failures = CAPTURE.failures[before:]
+            result.nested = list(_NESTED)
             return
         except Exception as err:
             if final:

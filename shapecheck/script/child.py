@@ -191,7 +191,7 @@ class _Job:
                      if not r.internal],
                     failures=list(self.cap.failures), compiled=dict(self.cap.compiled),
                     data_calls=list(self.cap.data_calls), traces=dict(self.cap.traces),
-                    steps=list(self.cap.steps))
+                    steps=list(self.cap.steps), declared=list(self.cap.declared))
             point = FileReport(path=self.report.path, models=models, diagnostics=found)
             self.stream.checkpoint({"report": point.finish().to_dict(), "recorded": recorded})
         except Exception:  # a checkpoint is a precaution: never the script's problem
@@ -270,7 +270,8 @@ class _Job:
         report.models, found = analyze(
             [(r.model, r.path, r.line) for r in records],
             failures=cap.failures, compiled=cap.compiled, data_calls=cap.data_calls,
-            run=self.run_options, traces=cap.traces, steps=cap.steps)
+            run=self.run_options, traces=cap.traces, steps=cap.steps,
+            declared=cap.declared)
         if stopped is not None:
             from shapecheck.rules.engine import script_error_findings
 

@@ -38,6 +38,7 @@ class StepError:
     line: int | None
     function: str  # the user's function the error was raised in
     shapes: list[tuple] = field(default_factory=list)  # the operands' shapes, if named
+    layer: str | None = None  # the layer that refused its input, when one did
 
 
 @dataclass
@@ -132,16 +133,19 @@ def trace_step(model: Any, method: str, batch: Any, site: tuple,
 
 
 def _explain(result: StepTrace, err: BaseException, skip: tuple[str, ...]) -> None:
+    from shapecheck.shapes.refused import clean_message
+
     frame = _innermost_user_frame(err, skip)
     where = (frame[0], frame[1]) if frame else None
-    message = " ".join(str(err).split())
+    message = " ".join(clean_message(err).split())
     if frame is not None and frame[3]:  # raised inside a layer's own `call`
         return  # the model's trace finds it at its line inside `call`
     if _SHAPE_WORDS.search(message) and isinstance(err, (ValueError, TypeError)) or \
             type(err).__name__ == "InvalidArgumentError":
         result.error = StepError(type(err).__name__, _short(message), where and where[0],
                                  where and where[1], frame[2] if frame else result.step,
-                                 operand_shapes(message))
+                                 operand_shapes(message),
+                                 _refusing_layer(message, frame[4] if frame else None))
         return
     result.reason = (f"`{result.step}` could not be traced on symbolic data "
                      f"({type(err).__name__}: {_short(message)})")
@@ -154,6 +158,7 @@ def _innermost_user_frame(err: BaseException, skip: tuple[str, ...]) -> tuple | 
 
     tb = err.__traceback__
     found = None
+    callee = None
     while tb is not None:
         code = tb.tb_frame.f_code
         name = code.co_filename
@@ -161,8 +166,21 @@ def _innermost_user_frame(err: BaseException, skip: tuple[str, ...]) -> tuple | 
             owner = tb.tb_frame.f_locals.get("self")
             in_layer = code.co_name == "call" and _is_layer(owner)
             found = (os.path.abspath(name), tb.tb_lineno, code.co_name, in_layer)
+            callee = None
+        elif found is not None and callee is None:
+            owner = tb.tb_frame.f_locals.get("self")
+            if _is_layer(owner):
+                callee = owner.name
         tb = tb.tb_next
-    return found
+    return found + (callee,) if found is not None else None
+
+
+def _refusing_layer(message: str, callee: str | None) -> str | None:
+    """The layer the step called that raised (and the inner layer Keras names)."""
+    m = re.search(r"of layer '([^']+)'", message)
+    if callee is not None:
+        return callee if m is None or m.group(1) == callee else f"{callee}` (its layer `{m.group(1)}"
+    return m.group(1) if m else None
 
 
 def _is_layer(obj: Any) -> bool:

@@ -44,6 +44,7 @@ class Trace:
     site: tuple = (None, None)  # (path, line) of the call that gave the shapes
     used: Spec = None  # the spec the trace succeeded with
     failures: list[Any] = field(default_factory=list)  # calls Keras refused in the trace
+    nested: list[tuple] = field(default_factory=list)  # (user layer, its traced Functional)
 
 
 def is_subclassed(model: Any) -> bool:
@@ -53,6 +54,63 @@ def is_subclassed(model: Any) -> bool:
     if not isinstance(model, Model) or isinstance(model, Sequential):
         return False
     return not (hasattr(model, "_inputs_struct") and hasattr(model, "_operations"))
+
+
+NO_CALL = "no call"  # the reason for a model whose class has no `call` of its own
+
+
+def has_call(model: Any) -> bool:
+    """Whether the model's class defines ``call`` (a GAN may define only its step)."""
+    fn = getattr(type(model), "call", None)
+    return not (getattr(fn, "__module__", "") or "").startswith("keras")
+
+
+def is_user_layer(layer: Any) -> bool:
+    """A layer or subclassed model whose ``call`` the user wrote (outside Keras)."""
+    from keras import Model
+    from keras.layers import Layer
+
+    if not isinstance(layer, Layer):
+        return False
+    if isinstance(layer, Model) and not is_subclassed(layer):
+        return False
+    call = getattr(type(layer), "call", None)
+    module = getattr(call, "__module__", "") or ""
+    return not module.startswith("keras")
+
+
+def split_call(layer: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict, dict] | None:
+    """``(args, tensor kwargs, other kwargs)`` of a call on KerasTensors; None when
+    a tensor sits inside a kwarg next to other values, or no tensor is given."""
+    from keras import KerasTensor, tree
+
+    tensors, static = {}, {}
+    for k, v in kwargs.items():
+        leaves = tree.flatten(v)
+        if leaves and all(isinstance(t, KerasTensor) for t in leaves):
+            tensors[k] = v
+        elif any(isinstance(t, KerasTensor) for t in leaves):
+            return None
+        else:
+            static[k] = v
+    for a in args:
+        leaves = tree.flatten(a)
+        if not leaves or not all(isinstance(t, KerasTensor) for t in leaves):
+            return None
+    if not args and not tensors:
+        return None
+    return tuple(args), tensors, static
+
+
+def spec_exact(x: Any) -> Spec | None:
+    """The spec of KerasTensors ``x`` as they are (the batch kept as given)."""
+    from keras import tree
+
+    try:
+        return tree.map_structure(
+            lambda t: Leaf(tuple(t.shape), _dtype_name(t.dtype)), x)
+    except Exception:
+        return None
 
 
 def spec_of(x: Any) -> Spec | None:
@@ -166,65 +224,208 @@ def trials(spec: Spec) -> list[Spec]:
     return [tree.pack_sequence_as(spec, c) for c in out]
 
 
-def input_names(model: Any, spec: Spec) -> Any:
-    """A name per input leaf: the dict key, or the ``call`` argument's name."""
+def input_names(layer: Any, args: tuple, kwargs: dict) -> list[str]:
+    """A name per input leaf of ``(args, kwargs)``: the dict key, or the ``call``
+    argument's name (numbered within a list)."""
     from keras import tree
 
     try:
-        params = [p for p in inspect.signature(model.call).parameters.values()
+        params = [p.name for p in inspect.signature(layer.call).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        arg = params[0].name if params else "inputs"
     except (TypeError, ValueError):
-        arg = "inputs"
-    paths = tree.flatten_with_path(spec) if hasattr(tree, "flatten_with_path") else None
-    if paths is None:
-        return None
+        params = []
     names = []
-    for path, _ in paths:
-        keys = [str(k) for k in path if isinstance(k, str)]
-        names.append(keys[-1] if keys else (f"{arg}_{path[-1]}" if path else arg))
+    for path, _ in tree.flatten_with_path((args, kwargs)):
+        keys = [str(k) for k in path[2:] if isinstance(k, str)]
+        if path[0] == 0:
+            arg = params[path[1]] if path[1] < len(params) else f"arg{path[1]}"
+        else:
+            arg = str(path[1])
+        rest = [str(k) for k in path[2:]]
+        names.append(keys[-1] if keys else "_".join([arg] + rest))
     return names
 
 
-def trace_call(model: Any, spec: Spec) -> Any:
-    """``model.call`` on Inputs of ``spec``, as a Functional named after the model.
+def trace_call(layer: Any, args: tuple, kwargs: dict | None = None,
+               static: dict | None = None, *, nested: bool = False) -> Any:
+    """``layer.call(*args, **kwargs, **static)`` on Inputs in place of the Leaf specs
+    in ``args`` and ``kwargs``, as a Functional named after the layer: its inputs
+    have the structure of ``args[0]`` (a model's data), or are a flat list when
+    ``nested`` (a layer inside a trace, called again on the outer tensors).
 
     Raises what the call raises."""
     import keras
     from keras import tree
 
-    leaves = tree.flatten(spec)
-    names = input_names(model, spec) or [None] * len(leaves)
+    kwargs = kwargs or {}
+    leaves = tree.flatten((args, kwargs))
+    names = input_names(layer, args, kwargs)
     seen: set[str] = set()
     tensors = []
     for leaf, name in zip(leaves, names):
-        while name is not None and name in seen:
+        while name in seen:
             name += "_"
-        if name is not None:
-            seen.add(name)
+        seen.add(name)
         tensor = keras.Input(batch_shape=leaf.shape, dtype=leaf.dtype, name=name)
-        tensor._keras_history.operation._shapecheck_traced = True
+        tensor._keras_history.operation._shapecheck_traced = not nested
         tensors.append(tensor)
-    inputs = tree.pack_sequence_as(spec, tensors)
-    _build_own(model, spec)
-    outputs = model.call(inputs)
+    targs, tkwargs = tree.pack_sequence_as((args, kwargs), tensors)
+    _build_own(layer, targs, {**tkwargs, **(static or {})})
+    outputs = layer.call(*targs, **tkwargs, **(static or {}))
     from keras.src.models.functional import Functional
 
-    functional = Functional(inputs, outputs, name=model.name)
-    setattr(functional, TRACE_NAME, model)
+    functional = Functional(tensors if nested else targs[0], outputs, name=layer.name)
+    setattr(functional, TRACE_NAME, layer)
     return functional
 
 
-def _build_own(model: Any, spec: Spec) -> None:
-    """Run the model's own ``build(input_shape)`` first when it defines one (weights
+def _build_own(layer: Any, args: tuple, kwargs: dict) -> None:
+    """Run the layer's own ``build(input_shape)`` first when it defines one (weights
     made from the input's shape), as Keras does before the first call."""
+    from keras.src import utils
+    from keras.src.layers.layer import CallSpec
+
+    if layer.built or utils.is_default(layer.build):
+        return
+    layer._maybe_build(CallSpec(layer._call_signature, layer._call_context_args,
+                                args, kwargs))
+
+
+def upstream_failure(tensors: list[Any]) -> Any:
+    """The first call Keras refused upstream of ``tensors`` in the graph being traced
+    (a stand-in, or a user's layer traced with a refused call inside)."""
+    stack, seen = list(tensors), set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        hist = getattr(t, "_keras_history", None)
+        if hist is None:
+            continue
+        op = hist.operation
+        failure = getattr(op, "failure", None) if hasattr(op, "failed_op") else None
+        failure = failure or (getattr(op, "_shapecheck_failures", None) or [None])[0]
+        if failure is not None:
+            return failure
+        node = op._inbound_nodes[hist.node_index]
+        stack.extend(node.arguments.keras_tensors)
+    return None
+
+
+@dataclass
+class Declared:
+    """A user's layer whose ``compute_output_shape`` says another shape than its
+    traced ``call`` returns."""
+
+    layer: Any
+    input_shapes: list[tuple]
+    declared: list[tuple]
+    traced: list[tuple]
+    path: str | None  # where ``compute_output_shape`` is written
+    line: int | None
+    site: tuple = (None, None)  # (path, line) of the call it was compared on
+
+
+def declared_mismatch(layer: Any, spec: Spec, functional: Any) -> Declared | None:
+    """Compare the shape a user's layer declares with the one its call returns."""
     from keras import tree
     from keras.src import utils
 
-    if model.built or utils.is_default(model.build):
-        return
-    shape = tree.map_structure(lambda leaf: leaf.shape, spec)
-    model.build(shape)
+    args, kwargs = spec
+    if utils.is_default(layer.compute_output_shape) or len(args) != 1 or kwargs:
+        return None
+    shapes = tree.map_structure(lambda leaf: leaf.shape, args[0])
+    try:
+        declared = layer.compute_output_shape(shapes)
+    except Exception:
+        return None
+    traced = [tuple(t.shape) for t in tree.flatten(functional.outputs)]
+    flat = _shape_list(declared)
+    if flat is None or len(flat) != len(traced):
+        return None
+    if all(len(a) == len(b) and all(p is None or q is None or p == q for p, q in zip(a, b))
+           for a, b in zip(flat, traced)):
+        return None
+    path, line = None, None
+    try:
+        fn = type(layer).compute_output_shape
+        path = os.path.abspath(inspect.getsourcefile(fn) or "")
+        lines, line = inspect.getsourcelines(fn)
+        returns = [i for i, text in enumerate(lines) if text.strip().startswith("return")]
+        line += returns[-1] if returns else 0  # the shape it returns, else its `def`
+    except (OSError, TypeError):
+        pass
+    return Declared(layer, [leaf.shape for leaf in tree.flatten(args)], flat, traced,
+                    path or None, line)
+
+
+def _shape_list(declared: Any) -> list[tuple] | None:
+    if isinstance(declared, (tuple, list)) and all(d is None or isinstance(d, int)
+                                                   for d in declared):
+        return [tuple(declared)]
+    if isinstance(declared, (tuple, list)):
+        out = []
+        for d in declared:
+            one = _shape_list(d)
+            if one is None:
+                return None
+            out += one
+        return out
+    if isinstance(declared, dict):
+        return _shape_list(list(declared.values()))
+    return None
+
+
+class UnknownSize(TypeError):
+    """The user's code read a size this trial left unknown."""
+
+
+class _Watched(tuple):
+    """A KerasTensor's shape during a trial: the user's code may not read a size the
+    trial left unknown (past the batch), as it would compute with ``None``."""
+
+    def __getitem__(self, index: Any) -> Any:
+        value = tuple.__getitem__(self, index)
+        if _by_user() and (value is None if not isinstance(index, slice)
+                           else None in tuple.__getitem__(self, index)):
+            if isinstance(index, slice) or index not in (0, -len(self)):
+                raise UnknownSize("the code reads a size this trial leaves unknown")
+        return value
+
+    def __iter__(self) -> Any:
+        if _by_user() and None in tuple.__getitem__(self, slice(1, None)):
+            raise UnknownSize("the code reads a size this trial leaves unknown")
+        return tuple.__iter__(self)
+
+
+def _by_user() -> bool:
+    from shapecheck.script import frames
+
+    name = sys._getframe(2).f_code.co_filename
+    return not name.startswith("<") and not name.startswith(frames.SKIP_PREFIXES)
+
+
+class watch_sizes:
+    """While a trial traces with unknown sizes, reading one of them in the user's code
+    abandons the trial (the next one knows more sizes)."""
+
+    def __enter__(self) -> None:
+        from keras.src.backend.common.keras_tensor import KerasTensor
+
+        self.saved = KerasTensor.__dict__["shape"]
+        prop = self.saved
+
+        def getter(t: Any) -> Any:
+            shape = prop.fget(t)
+            return _Watched(shape) if isinstance(shape, tuple) else shape
+
+        KerasTensor.shape = property(getter, prop.fset)
+
+    def __exit__(self, *exc: Any) -> None:
+        from keras.src.backend.common.keras_tensor import KerasTensor
+
+        KerasTensor.shape = self.saved
 
 
 def where_raised(err: BaseException, skip: tuple[str, ...]) -> tuple | None:

@@ -33,6 +33,7 @@ class LayerCall:
     end_col: int | None = None
     failure: Any = None  # a shapecheck.script.standin.Failure when Keras refused the call
     created: tuple | None = None  # (path, line, col, end_col) where the user made the layer
+    inner_failure: Any = None  # a refused call inside a user's layer traced in place
 
     @property
     def is_input(self) -> bool:
@@ -150,10 +151,12 @@ def _make_call(op: Any, knode: Any) -> LayerCall:
     failure = getattr(op, "failure", None) if hasattr(op, "failed_op") else None
     if failure is not None:  # a stand-in for a refused call: show the real layer
         op = op.failed_op
+    # The graph of a user's layer traced in place (shapecheck.script.trace): its class.
+    traced = getattr(op, "_shapecheck_trace", None)
     return LayerCall(
         id=0, op=op, knode=knode,
         name=getattr(op, "name", type(op).__name__),
-        cls=type(op).__name__,
+        cls=type(traced if traced is not None else op).__name__,
         inputs=[key(t) for t in knode.arguments.keras_tensors],
         outputs=[key(t) for t in knode.outputs],
         path=site[0], line=site[1], col=site[2], end_col=site[3],
@@ -161,6 +164,7 @@ def _make_call(op: Any, knode: Any) -> LayerCall:
         internal=getattr(knode, "_shapecheck_internal", False),
         failure=failure,
         created=getattr(op, "_shapecheck_created", None),
+        inner_failure=(getattr(op, "_shapecheck_failures", None) or [None])[0],
     )
 
 

@@ -355,14 +355,22 @@ def reshape(call: Call) -> tuple:
     newshape = call.op.newshape
     if not isinstance(newshape, (list, tuple)):
         newshape = [newshape]
+    if any(d is None for d in newshape) and getattr(call.op, "_shapecheck_in_trace", False):
+        # Traced from a subclassed model's `call`: None is a size the code read from a
+        # shape (`ops.shape(x)[0]`), known when it runs: the batch at axis 0, and one
+        # other unknown sized by the element count.
+        newshape = [x[0] if i == 0 and d is None and x else d
+                    for i, d in enumerate(newshape)]
+        if sum(d is None for d in newshape) == 1 and -1 not in newshape:
+            newshape = [-1 if d is None else d for d in newshape]
     if any(d is None for d in newshape):
         # ``ops.shape(x)[0]`` of a symbolic tensor is None; every backend's
         # reshape rejects None when the model runs.
         raise ShapeError(f"`{op_name(call)}` target {tuple(newshape)} contains None (an "
                          "unknown size read from a symbolic shape); the reshape fails when "
                          "the model runs: use -1 for one unknown size")
-    target = [as_int(d) for d in newshape]
-    if any(d < -1 for d in target) or target.count(-1) > 1:
+    target = [d if dims.is_symbolic(d) else as_int(d) for d in newshape]
+    if any(isinstance(d, int) and d < -1 for d in target) or target.count(-1) > 1:
         raise ShapeError(f"invalid reshape target {tuple(target)}")
     size = dims.prod(x)
     if -1 not in target:
