@@ -68,8 +68,11 @@ def mark_consequences(ctx: ModelContext, findings: list[Diagnostic]
     """Mark each error downstream of another error of this model's layers as following
     from the most upstream one; the ``(follower, root)`` pairs."""
     order = {c.name: i for i, c in enumerate(ctx.calls)}
+    # A data finding is a root only for targets downstream of it: the data broke a
+    # constraint there (SC604), so the shapes after it hold for other sizes than fed.
     roots = sorted((d for d in findings if d.severity == "error" and d.follows is None
-                    and not d.code.startswith("SC6") and d.layer in order),
+                    and (not d.code.startswith("SC6") or d.code == "SC604")
+                    and d.layer in order),
                    key=lambda d: order[d.layer or ""])
     pairs = []
     for d in findings:
@@ -79,6 +82,8 @@ def mark_consequences(ctx: ModelContext, findings: list[Diagnostic]
         above = ctx.ancestors(call)
 
         def upstream(r: Diagnostic) -> bool:
+            if r.code == "SC604" and not d.code.startswith("SC7"):
+                return False
             at = ctx.by_name[r.layer or ""].id
             # a data or target finding at the layer a model finding sits on follows from it
             return at in above or at == call.id and d.code[:3] in ("SC6", "SC7") \

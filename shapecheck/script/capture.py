@@ -404,14 +404,14 @@ def trace_step(model: Any, call: DataCall) -> None:
     step = steps.step_to_trace(model, call.method)
     if step is None or any(s.model is model and s.step == step for s in CAPTURE.steps):
         return
-    batch = next((b for f in call.feeds for b in f.batches if b.x is not None), None)
-    if batch is None:
+    fed = next(((f, b) for f in call.feeds for b in f.batches if b.x is not None), None)
+    if fed is None:
         return
     _TRACING.append(model)
     try:
         with quiet():
-            done = steps.trace_step(model, call.method, batch, (call.path, call.line),
-                                    frames.SKIP_PREFIXES)
+            done = steps.trace_step(model, call.method, fed[1], (call.path, call.line),
+                                    frames.SKIP_PREFIXES, arrays=fed[0].kind == "arrays")
     except Exception:  # our own limits: the step stays unchecked, the script goes on
         done = None
     finally:

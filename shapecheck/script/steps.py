@@ -91,9 +91,10 @@ def step_to_trace(model: Any, method: str) -> str | None:
 
 
 def trace_step(model: Any, method: str, batch: Any, site: tuple,
-               skip: tuple[str, ...]) -> StepTrace | None:
+               skip: tuple[str, ...], arrays: bool = False) -> StepTrace | None:
     """Trace the step ``method`` runs on data of ``batch``'s shapes (a sampled
-    :class:`shapecheck.data.batches.Batch`); None when the model has no custom step."""
+    :class:`shapecheck.data.batches.Batch`; ``arrays``: given as arrays, whose floats
+    Keras casts to its float type); None when the model has no custom step."""
     step = step_to_trace(model, method)
     if step is None:
         return None
@@ -111,7 +112,10 @@ def trace_step(model: Any, method: str, batch: Any, site: tuple,
     from keras.src.trainers.data_adapters.data_adapter_utils import pack_x_y_sample_weight
 
     def spec(info: Any) -> Any:
-        return tf.TensorSpec(tuple(info.shape), _tf_dtype(info.dtype))
+        dtype = _tf_dtype(info.dtype)
+        if arrays and dtype.is_floating:
+            dtype = tf.as_dtype(keras.backend.floatx())
+        return tf.TensorSpec(tuple(info.shape), dtype)
 
     try:
         x = tree.map_structure(spec, batch.x)
