@@ -68,15 +68,39 @@ def check_model(model: Any, dims: dict[str, int] | None = None, *,
 
         options = RunOptions(device=device, sizes=dict(dims or {}),
                              timeout=run_timeout or DEFAULT_RUN_TIMEOUT)
+    traces, steps = _trace_subclassed(model, data_calls)
     # the functional and Sequential models nested in it are checked as models of their own,
     # as the command checks every model a script builds
     models, found = analyze([(m, None, None) for m in [model, *_nested_models(model)]],
                             bindings=dims, data_calls=data_calls, compiled=compiled,
-                            run=options)
+                            run=options, traces=traces, steps=steps)
     report = Report([FileReport(path=None, models=models, diagnostics=found).finish()])
     if select or ignore:
         report.filter(list(select or ()) or None, list(ignore or ()) or None)
     return report
+
+
+def _trace_subclassed(model: Any, data_calls: list[Any]) -> tuple[dict, list]:
+    """A subclassed model's ``call`` traced on the data given, else on the shapes it
+    was built with (and its own step, with data); the traces and steps by model."""
+    from shapecheck.script import capture, frames, trace
+
+    if not trace.is_subclassed(model):
+        return {}, []
+    if not frames.SKIP_PREFIXES:
+        frames.skip_libraries()
+    capture.CAPTURE.traces.pop(id(model), None)  # this check's shapes, not an earlier one's
+    if data_calls:
+        capture.trace_from_data(model, data_calls[0])
+        capture.trace_step(model, data_calls[0])
+    traced = capture.CAPTURE.traces.get(id(model))
+    if traced is None or traced.functional is None and model.built:
+        # as built: the data is then checked against that graph
+        capture.CAPTURE.traces.pop(id(model), None)
+        capture.trace_model(model, trace.spec_of_built(model), "its build", (None, None))
+    traced = capture.CAPTURE.traces.get(id(model))
+    steps = [s for s in capture.CAPTURE.steps if s.model is model]
+    return ({id(model): traced} if traced is not None else {}), steps
 
 
 def _nested_models(model: Any) -> list[Any]:

@@ -49,7 +49,47 @@ def main(argv: list[str] | None = None) -> int:
                           "notes": [f"{n.kind}: {n.layer}: {n.message}"
                                     for n in shapes.scope.notes],
                           "mismatches": [str(m) for m in found]}))
+    for traced in list(cap.traces.values()):  # subclassed models, through their trace
+        print(json.dumps(_check_trace(traced)))
     return 0
+
+
+def _check_trace(traced: object) -> dict:
+    """A subclassed model's traced graph against Keras running it, and the outputs of
+    the model's own ``call`` against the traced ones, at the same sizes."""
+    from keras import tree
+
+    from shapecheck.shapes import dims
+    from shapecheck.verify.oracle import assignments, default_input
+
+    model, functional = traced.model, traced.functional
+    if functional is None:
+        return {"model": model.name, "traced": True, "skipped": f"not traced: {traced.reason}"}
+    shapes = infer_model(functional)
+    refused = [c.name for c in shapes.graph.calls if c.failure is not None]
+    if refused or traced.failures:
+        return {"model": model.name, "traced": True,
+                "skipped": "refused calls: " + ", ".join(refused or ["inside its layers"])}
+    found = [str(m) for m in check_against_keras(functional, shapes=shapes)]
+    by_key = {k: s for r in shapes.results if r.call.is_input
+              for k, s in zip(r.call.outputs, r.shapes)}
+    outputs = [shapes.graph.tensors[k] for k in shapes.graph.outputs]
+    inferred = {k: s for r in shapes.results for k, s in zip(r.call.outputs, r.shapes)}
+    names = sorted(set().union(*(dims.free_names(d) for r in shapes.results
+                                 for s in r.shapes for d in s)) or set())
+    inputs = tree.flatten(functional._inputs_struct)
+    for a in assignments(names, None, 3, shapes.scope.constraints):
+        feed = [default_input(tuple(dims.evaluate(d, a) for d in by_key[id(t)]),
+                              str(t.dtype), j) for j, t in enumerate(inputs)]
+        got = tree.flatten(model(tree.pack_sequence_as(functional._inputs_struct, feed),
+                                 training=False))
+        for t, value in zip(outputs, got):
+            want = tuple(dims.evaluate(d, a) for d in inferred[id(t)])
+            if tuple(value.shape) != want:
+                found.append(f"{model.name} (its own call): inferred {want}, "
+                             f"observed {tuple(value.shape)} at {a}")
+    return {"model": model.name, "traced": True, "mismatches": found,
+            "notes": [f"{n.kind}: {n.layer}: {n.message}" for n in shapes.scope.notes]}
 
 
 if __name__ == "__main__":

@@ -167,3 +167,30 @@ assert all((a == b).all() for a, b in zip(before, after)), "weights changed"
 """))
     f = check_file(str(script))
     assert f.error is None and f.status == "clean", (f.status, f.error)
+
+
+def test_check_model_traces_a_subclassed_model_built_in_this_process() -> None:
+    import numpy as np
+    import keras
+    from keras import layers
+
+    import shapecheck
+
+    class Net(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = layers.Conv1D(8, 3)
+            self.pool = layers.GlobalAveragePooling1D()
+            self.out = layers.Dense(2)
+
+        def call(self, x):  # type: ignore[no-untyped-def]
+            return self.out(self.pool(self.conv(x)))
+
+    model = Net()
+    [m] = shapecheck.check_model(model).models
+    assert not m.checked and "never built" in (m.reason or "")
+    model(np.zeros((2, 10, 4), "float32"))
+    [m] = shapecheck.check_model(model).models
+    assert m.checked and m.layers[1].output_shapes == [["batch", "T - 2", 8]]
+    report = shapecheck.check_model(model, data=np.zeros((8, 12, 5), "float32"))
+    assert [d.code for d in report.diagnostics] == ["SC603"]

@@ -175,6 +175,20 @@ def spec_of_shapes(shape: Any) -> Spec | None:
         return None
 
 
+def spec_of_built(model: Any) -> Spec | None:
+    """The input spec a built model was built with (Keras records its build shapes),
+    the batch unknown; None when it was never built."""
+    shapes = getattr(model, "_build_shapes_dict", None)
+    if not shapes or len(shapes) != 1:
+        return None
+    spec = spec_of_shapes(next(iter(shapes.values())))
+    if spec is None:
+        return None
+    from keras import tree
+
+    return tree.map_structure(lambda leaf: Leaf((None,) + leaf.shape[1:], leaf.dtype), spec)
+
+
 def _dtype_name(dtype: Any) -> str:
     name = getattr(dtype, "name", None) or str(dtype)
     return name.replace("torch.", "")
