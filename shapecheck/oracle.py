@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
                                     for n in shapes.scope.notes],
                           "mismatches": [str(m) for m in found]}))
     for traced in list(cap.traces.values()):  # subclassed models, through their trace
-        print(json.dumps(_check_trace(traced)))
+        print(json.dumps(check_trace(traced)))
     return 0
 
 
-def _check_trace(traced: object) -> dict:
+def check_trace(traced: object) -> dict:
     """A subclassed model's traced graph against Keras running it, and the outputs of
     the model's own ``call`` against the traced ones, at the same sizes."""
     from keras import tree
@@ -70,7 +70,6 @@ def _check_trace(traced: object) -> dict:
     if refused or traced.failures:
         return {"model": model.name, "traced": True,
                 "skipped": "refused calls: " + ", ".join(refused or ["inside its layers"])}
-    found = [str(m) for m in check_against_keras(functional, shapes=shapes)]
     by_key = {k: s for r in shapes.results if r.call.is_input
               for k, s in zip(r.call.outputs, r.shapes)}
     outputs = [shapes.graph.tensors[k] for k in shapes.graph.outputs]
@@ -78,7 +77,25 @@ def _check_trace(traced: object) -> dict:
     names = sorted(set().union(*(dims.free_names(d) for r in shapes.results
                                  for s in r.shapes for d in s)) or set())
     inputs = tree.flatten(functional._inputs_struct)
-    for a in assignments(names, None, 3, shapes.scope.constraints):
+    # A size the traced graph ties to a constant (a built layer's weights) stays the
+    # data's: the trial left it unknown, the model does not let it vary.
+    data = {}
+    for t, leaf in zip(inputs, tree.flatten(traced.spec)):
+        for d, n in zip(by_key[id(t)], leaf.shape):
+            if n is not None and dims.is_symbolic(d) and len(dims.free_names(d)) == 1:
+                data[next(iter(dims.free_names(d)))] = n
+    pinned = {n for c in shapes.scope.constraints
+              if not dims.free_names(c.lhs) or not dims.free_names(c.rhs)
+              for n in dims.free_names(c.lhs) | dims.free_names(c.rhs)}
+    sizes = {n: [data[n]] for n in pinned if n in data}
+    for a in assignments(names, sizes, 3, shapes.scope.constraints):
+        for c in shapes.scope.constraints:  # none found that holds: the data's sizes
+            if dims.evaluate(c.lhs, a) != dims.evaluate(c.rhs, a):
+                for n in dims.free_names(c.lhs) | dims.free_names(c.rhs):
+                    if n in data:
+                        sizes[n] = [data[n]]
+    found = [str(m) for m in check_against_keras(functional, shapes=shapes, sizes=sizes)]
+    for a in assignments(names, sizes, 3, shapes.scope.constraints):
         feed = [default_input(tuple(dims.evaluate(d, a) for d in by_key[id(t)]),
                               str(t.dtype), j) for j, t in enumerate(inputs)]
         got = tree.flatten(model(tree.pack_sequence_as(functional._inputs_struct, feed),

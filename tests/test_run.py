@@ -90,7 +90,9 @@ def test_lstm_state_width_fails_at_its_layer_and_line(reports):
 def test_every_fixture_runs_without_an_inference_defect():
     paths = sorted(str(p) for p in FIXTURES.glob("*.py")) + sorted(
         str(p) for p in (FIXTURES / "rules").glob("*.py"))
-    paths = [p for p in paths if not p.endswith(("argv_model.py", "SC802_bad.py"))]
+    # SC802/SC107 bad: a layer whose declared shape lies, which running it shows
+    paths = [p for p in paths if not p.endswith(("argv_model.py", "SC802_bad.py",
+                                                 "SC107_bad.py"))]
     bad = []
     for path, r in zip(paths, check_files_together(paths, timeout=1500, run=CPU)):
         for d in r.diagnostics:

@@ -35,12 +35,8 @@ def model_entry(model: Any, path: str | None = None, line: int | None = None,
                         "`keras.Input(shape=...)` as its first layer to check it")
         entry.notes.append(NoteEntry(model.name, "unbuilt", entry.reason))
         return entry
-    if kind == "subclassed":
-        entry.checked = False
-        entry.reason = ("subclassed model: its `call` is not a graph that can be checked "
-                        "statically")
-        entry.notes.append(NoteEntry(model.name, "subclassed", entry.reason))
-        return entry
+    if kind == "subclassed":  # its graph is its traced `call`: see `analyze`
+        return untraced_entry(model, path, line, show, None)
     shapes = shapes or infer_model(model)
     by_id = {c.id: c for c in shapes.graph.calls}
     index: dict[int, int] = {}  # call id -> its position in entry.layers

@@ -40,10 +40,11 @@ FINGERPRINT = "shapecheck/v1"
 STATUS_RULES = (
     {"id": "not-checked", "name": "model-not-checked",
      "shortDescription": {"text": "a model whose graph could not be read was not checked"},
-     "fullDescription": {"text": "shapecheck checks functional and Sequential models; a "
-                                 "subclassed model's `call` (or a Sequential model without "
-                                 "an input shape) is not a graph it can read, so none of "
-                                 "the rules ran on it."},
+     "fullDescription": {"text": "shapecheck checks functional and Sequential models, and "
+                                 "subclassed ones through their traced `call`; a subclassed "
+                                 "model whose `call` could not be traced or was never given "
+                                 "shapes (or a Sequential model without an input shape) has "
+                                 "no graph it can read, so none of the rules ran on it."},
      "defaultConfiguration": {"level": "note"}, "properties": {"tags": ["status"]}},
     {"id": "no-model", "name": "no-model",
      "shortDescription": {"text": "the script built no Keras model: nothing was checked"},

@@ -117,6 +117,12 @@ class ModelContext:
     def model_inputs(self) -> list[LayerCall]:
         return [c for c in self.calls if c.is_input]
 
+    @property
+    def traced(self) -> bool:
+        """A graph traced from a subclassed model's (or a user's layer's) `call`: its
+        unknown sizes are shapecheck's trial, not sizes the user declared variable."""
+        return getattr(self.model, "_shapecheck_trace", None) is not None
+
     def dim_origins(self, shapes: Iterable[tuple | None]) -> dict[str, str]:
         """``name -> origin`` for the named dims that appear in ``shapes``."""
         out: dict[str, str] = {}

@@ -262,6 +262,8 @@ def condition(lhs: Any, rhs: Any) -> str:
 
 @model_check
 def tied_dims(ctx: ModelContext) -> Iterator[Any]:
+    if ctx.traced:  # no variable size was declared; the data binds them (SC604)
+        return
     by_call: dict[int, list[str]] = {}
     for c in ctx.scope.constraints:
         if c.holds is not None:

@@ -43,7 +43,7 @@ STEP_SHAPE = define("SC901", "step-shape-error", "error",
             reconstruction = ops.reshape(reconstruction, ops.shape(data))
             loss = ops.mean(ops.square(data - reconstruction))
     ```
-    """)
+    """, outcome="none")  # `--run` executes the model, not the step
 
 STEP_NOT_TRACED = define("SC902", "step-not-traced", "info",
                          "a custom step could not be traced, so it is not checked", """

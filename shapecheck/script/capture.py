@@ -104,7 +104,10 @@ def install() -> Capture:
         node_init(self, *args, **kwargs)
         self._shapecheck_site = _call_site(self.operation, 2)
         if _TRACING:  # sizes read from shapes in a traced `call` are None here
+            from shapecheck.script import trace
+
             self.operation._shapecheck_in_trace = True
+            trace.make_runnable(self.operation)
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
         # A Sequential model building itself on its first call makes its own graph.

@@ -391,6 +391,19 @@ def _shape_list(declared: Any) -> list[tuple] | None:
     return None
 
 
+def make_runnable(op: Any) -> None:
+    """A traced ``ops.reshape`` whose target holds a size the code read from a shape
+    (``ops.shape(x)[0]``, None while traced) runs with -1 there, as the real call
+    runs with the real size; the target as traced is kept for the shape rule."""
+    if type(op).__name__ != "Reshape" or not type(op).__module__.startswith("keras"):
+        return
+    target = getattr(op, "newshape", None)
+    if (isinstance(target, (tuple, list)) and sum(d is None for d in target) == 1
+            and -1 not in target):
+        op._shapecheck_target = tuple(target)
+        op.newshape = tuple(-1 if d is None else d for d in target)
+
+
 class UnknownSize(TypeError):
     """The user's code read a size this trial left unknown."""
 

@@ -72,7 +72,8 @@ def _input_name(t: Any) -> str:
 
 
 def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None,
-                count: int = 3, with_data: bool = True) -> ValidResult:
+                count: int = 3, with_data: bool = True, subclassed: bool = True
+                ) -> ValidResult:
     """The property on one valid graph (its script, or the spec)."""
     import keras
 
@@ -153,7 +154,52 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
             _alarms(res, report, "with data: ")
         except Exception:
             res.internal = "check_model with data: " + traceback.format_exc(limit=3)[-600:]
+        if subclassed and not res.internal:
+            _check_subclassed(res, model, x, y, losses)
     return res
+
+
+def replayed(model: Any) -> Any:
+    """A subclassed model whose `call` calls every layer and op of ``model`` again, as
+    a hand-written `call` would: checking it goes through the trace of `call`."""
+    import keras
+
+    class Replay(keras.Model):
+        def __init__(self, inner: Any) -> None:
+            super().__init__(name="replay")
+            self.inner = inner
+
+        def call(self, inputs: Any) -> Any:
+            return self.inner.call(inputs)
+
+    return Replay(model)
+
+
+def _check_subclassed(res: ValidResult, model: Any, x: Any, y: Any, losses: Any) -> None:
+    """The graph as a subclassed model: its trace must check clean with the same data,
+    and Keras must agree with the traced shapes, layer by layer and at the outputs of
+    the model's own `call`, at three sizes of each named dim."""
+    from shapecheck import check_model
+    from shapecheck.oracle import check_trace
+    from shapecheck.script import capture
+
+    wrapped = replayed(model)
+    try:
+        report = check_model(wrapped, data=x, targets=y, loss=losses, batch_size=3)
+        _alarms(res, report, "subclassed: ")
+        if any(not m.checked for m in report.models):
+            res.notes += [f"subclassed: not checked: {m.reason}" for m in report.models
+                          if not m.checked]
+            return
+        found = check_trace(capture.CAPTURE.traces[id(wrapped)])
+        res.mismatches += [f"subclassed: {m}" for m in found.get("mismatches", [])]
+        res.notes += [f"subclassed: {n}" for n in found.get("notes", [])
+                      if n.split(":")[0] in BAD_NOTES]
+        res.assignments += 3
+    except Exception:
+        res.internal = "subclassed: " + traceback.format_exc(limit=3)[-600:]
+    finally:
+        capture.CAPTURE.traces.pop(id(wrapped), None)
 
 
 def _target(pred: Any, rng: Any) -> tuple[np.ndarray, str]:

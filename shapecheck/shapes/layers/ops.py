@@ -352,7 +352,8 @@ _MISSING = object()
 def reshape(call: Call) -> tuple:
     """``-1`` becomes the exact quotient of the element counts (``2*T*batch``)."""
     x = first_arg(call)
-    newshape = call.op.newshape
+    # as traced (shapecheck.script.trace.make_runnable), before None became -1
+    newshape = getattr(call.op, "_shapecheck_target", None) or call.op.newshape
     if not isinstance(newshape, (list, tuple)):
         newshape = [newshape]
     if any(d is None for d in newshape) and getattr(call.op, "_shapecheck_in_trace", False):
