@@ -386,6 +386,13 @@ def reshape(call: Call) -> tuple:
     if q is None and isinstance(size, int):
         raise ShapeError(f"cannot reshape {dims.fmt_shape(x)} ({size} elements) to "
                          f"{tuple(target)}")
+    if q is not None and not isinstance(q, int) and not getattr(q, "is_integer", False):
+        # not a multiple of `known` for every size: an integer expression, and the
+        # divisibility the reshape needs
+        q = dims.floordiv(size, known)
+        unify(call, dims.mul(q, known), size,
+              f"`{op_name(call)}` to {tuple(target)} needs the {dims.fmt(size)} elements "
+              f"to be divisible by {known}")
     return tuple(q if d == -1 else d for d in target)
 
 
