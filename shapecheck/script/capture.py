@@ -182,9 +182,22 @@ def install() -> Capture:
     def init_layer(self: Any, *args: Any, **kwargs: Any) -> None:
         layer_init(self, *args, **kwargs)
         if not _ACTIVE:  # made by the user, not inside another layer
-            self._shapecheck_created = user_position(2)
+            self._shapecheck_created = user_position(2, outside=self)
 
     Layer.__init__ = init_layer
+
+    add_loss = Layer.add_loss
+
+    def add_loss_traced(self: Any, loss: Any) -> Any:
+        """A loss a traced `call` adds is symbolic: it is not kept (Keras takes only
+        tensors with values); its shape was checked as the trace made it."""
+        from keras import KerasTensor, tree
+
+        if _TRACING and any(isinstance(t, KerasTensor) for t in tree.flatten(loss)):
+            return None
+        return add_loss(self, loss)
+
+    Layer.add_loss = add_loss_traced
 
     from shapecheck.script import datasets, layerweights
 

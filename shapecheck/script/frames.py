@@ -33,11 +33,14 @@ def _package_dirs(*names: str) -> tuple[str, ...]:
     return tuple(dirs)
 
 
-def _user_frame(skip: int) -> Any:
+def _user_frame(skip: int, outside: Any = None) -> Any:
+    """The innermost user frame; with ``outside``, the innermost not in a method of
+    that object (its own ``__init__`` calling ``super().__init__()``)."""
     frame = sys._getframe(skip + 1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES):
+        if (not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES)
+                and (outside is None or frame.f_locals.get("self") is not outside)):
             return frame
         frame = frame.f_back
     return None
@@ -54,24 +57,21 @@ def user_site(skip: int = 1) -> tuple[str | None, int | None]:
 def construction_site(obj: Any, skip: int = 1) -> tuple[str | None, int | None]:
     """Where the user made ``obj``: the innermost user frame outside ``obj``'s own
     methods (a subclass's ``__init__`` calling ``super().__init__()``)."""
-    frame = _user_frame(skip)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if (not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES)
-                and frame.f_locals.get("self") is not obj):
-            return os.path.abspath(filename), frame.f_lineno
-        frame = frame.f_back
-    return user_site(skip + 1)
+    frame = _user_frame(skip, outside=obj)
+    if frame is None:
+        return None, None
+    return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
 
 
 Position = tuple[str | None, int | None, int | None, int | None]
 
 
-def user_position(skip: int = 1) -> Position:
-    """``(path, line, column, end column)`` of the innermost user frame's call.
+def user_position(skip: int = 1, outside: Any = None) -> Position:
+    """``(path, line, column, end column)`` of the innermost user frame's call (not in
+    a method of ``outside``, when given).
 
     Columns are 1-based and inclusive; None when Python cannot tell."""
-    frame = _user_frame(skip)
+    frame = _user_frame(skip, outside)
     if frame is None:
         return None, None, None, None
     line, col, end = frame.f_lineno, None, None
