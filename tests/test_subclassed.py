@@ -194,3 +194,21 @@ def test_check_model_traces_a_subclassed_model_built_in_this_process() -> None:
     assert m.checked and m.layers[1].output_shapes == [["batch", "T - 2", 8]]
     report = shapecheck.check_model(model, data=np.zeros((8, 12, 5), "float32"))
     assert [d.code for d in report.diagnostics] == ["SC603"]
+
+
+def test_run_executes_the_traced_graph_of_a_subclassed_model() -> None:
+    from shapecheck.verify.plans import RunOptions
+
+    cpu = RunOptions(device="cpu")
+    clean, buggy = check_files_together(
+        [str(CORPUS / "resblock_loop_channels_fixed.py"),
+         str(CORPUS / "transformer_ffn_width.py")], run=cpu, timeout=900)
+    [outer] = [m for m in clean.models if m.kind == "subclassed"]
+    runs = outer.run["executions"]
+    assert runs and all(e["error"] is None for e in runs), runs
+    assert clean.status == "clean"
+    # the refused add inside the block is confirmed where it is; no run failure is
+    # added for the block that holds it
+    codes = [d.code for d in buggy.diagnostics]
+    assert "SC801" not in codes and "SC101" in codes
+    assert all(d.confirmed for d in buggy.diagnostics if d.code == "SC101")

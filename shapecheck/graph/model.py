@@ -244,7 +244,7 @@ def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
     from shapecheck.verify.plans import PlanError, data_plans, synthetic_plans
     from shapecheck.rules.runtime import confirm
 
-    refused = [c for c in ctx.calls if c.failure is not None]
+    refused = [c for c in ctx.calls if c.failure is not None or c.inner_failure is not None]
     if refused:
         for d in found:
             if d.follows is None and d.layer in {c.name for c in refused}:
