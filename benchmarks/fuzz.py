@@ -11,7 +11,9 @@ Each seed gives one valid graph (``tests/fuzz/gen.py`` driven by a seeded
 shape must equal shapecheck's inference; inference leaves no
 ``inference-defect``/``rule-error`` note; ``check_model`` reports nothing at
 warning or error level, without data and with data and targets at the first
-assignment.  Every ``--inject-every``-th graph also yields a buggy variant
+assignment; then again as a subclassed model whose ``call`` replays the layers:
+its traced graph must check clean and agree with Keras, layer by layer and at the
+model's own outputs.  Every ``--inject-every``-th graph also yields a buggy variant
 (the kinds in turn) that must get an error-level finding: through
 ``check_model`` when Keras builds it, else through its script run under
 capture (in batches, one child process per batch).
@@ -125,6 +127,7 @@ def worker(args: argparse.Namespace) -> int:
                        "kinds": sorted(n.kind for n in spec.nodes),
                        "keras": sorted(spec.keras_names()),
                        "assignments": res.assignments, "mismatches": len(res.mismatches),
+                       "subclassed": res.subclassed,
                        "false_alarms": len(res.false_alarms), "notes": len(res.notes),
                        "minimums": len(res.minimums), "approximate": len(res.approximate),
                        "keras_error": res.keras_error is not None,
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.keep, exist_ok=True)
     c: dict = {
         "graphs": 0, "layers": 0, "assignments": 0, "graphs_with_mismatch": 0,
+        "checked_as_subclassed": 0,
         "mismatches": 0, "graphs_with_false_alarm": 0, "false_alarms": 0,
         "bad_notes": 0, "minimum_claims_too_large": 0, "approximate_notes": 0,
         "generator_invalid": 0, "internal_errors": 0, "crashed_seeds": [],
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             covered.update(g["kinds"])
             keras_names.update(g["keras"])
             c["assignments"] += g["assignments"]
+            c["checked_as_subclassed"] += g.get("subclassed", 0)
             c["mismatches"] += g["mismatches"]
             c["graphs_with_mismatch"] += int(g["mismatches"] > 0)
             c["false_alarms"] += g["false_alarms"]
@@ -304,6 +309,8 @@ def report(c: dict) -> None:
           f"{len(c['keras_layer_classes'])} Keras layer classes, {len(c['keras_ops'])} "
           "keras.ops functions")
     print(f"assignments executed     {c['assignments']}")
+    print(f"also as subclassed       {c['checked_as_subclassed']} graphs (a `call` replaying "
+          "the layers, traced)")
     print(f"mismatches               {c['mismatches']} in {c['graphs_with_mismatch']} graphs")
     print(f"false alarms             {c['false_alarms']} in {c['graphs_with_false_alarm']} "
           "graphs (warning or error on a valid graph)")

@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def check_trace(traced: object) -> dict:
+def check_trace(traced: object, axis_sizes: list[dict[int, list[int]]] | None = None) -> dict:
     """A subclassed model's traced graph against Keras running it, and the outputs of
-    the model's own ``call`` against the traced ones, at the same sizes."""
+    the model's own ``call`` against the traced ones, at the same sizes (``axis_sizes``:
+    for each input, the sizes to try on some of its axes)."""
     from keras import tree
 
     from shapecheck.shapes import dims
@@ -87,7 +88,13 @@ def check_trace(traced: object) -> dict:
     pinned = {n for c in shapes.scope.constraints
               if not dims.free_names(c.lhs) or not dims.free_names(c.rhs)
               for n in dims.free_names(c.lhs) | dims.free_names(c.rhs)}
-    sizes = {n: [data[n]] for n in pinned if n in data}
+    sizes = {}
+    for t, given in zip(inputs, axis_sizes or ()):
+        for axis, values in given.items():
+            free = dims.free_names(by_key[id(t)][axis])
+            if len(free) == 1:
+                sizes[next(iter(free))] = list(values)
+    sizes.update({n: [data[n]] for n in pinned if n in data})
     for a in assignments(names, sizes, 3, shapes.scope.constraints):
         for c in shapes.scope.constraints:  # none found that holds: the data's sizes
             if dims.evaluate(c.lhs, a) != dims.evaluate(c.rhs, a):

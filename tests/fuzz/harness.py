@@ -40,6 +40,7 @@ class ValidResult:
     tight: str | None = None  # Keras failed at shapecheck's minimum sizes (to look at)
     keras_error: str | None = None  # Keras refused or failed the "valid" graph (generator bug)
     internal: str | None = None  # shapecheck raised
+    subclassed: int = 0  # 1 when the graph was also checked as a subclassed model
 
     @property
     def ok(self) -> bool:
@@ -155,7 +156,10 @@ def check_valid(spec: GraphSpec | str, sizes: dict[str, list[int]] | None = None
         except Exception:
             res.internal = "check_model with data: " + traceback.format_exc(limit=3)[-600:]
         if subclassed and not res.internal:
-            _check_subclassed(res, model, x, y, losses)
+            axes = [{axis: list(sizes.get(f"{name}:{axis}", [x[i].shape[axis]])[:count])
+                     for axis in range(1, len(shape) + 1)}
+                    for i, (name, shape, _) in enumerate(_input_specs(model))]
+            _check_subclassed(res, model, x, y, losses, axes)
     return res
 
 
@@ -175,10 +179,11 @@ def replayed(model: Any) -> Any:
     return Replay(model)
 
 
-def _check_subclassed(res: ValidResult, model: Any, x: Any, y: Any, losses: Any) -> None:
+def _check_subclassed(res: ValidResult, model: Any, x: Any, y: Any, losses: Any,
+                      axes: list[dict[int, list[int]]]) -> None:
     """The graph as a subclassed model: its trace must check clean with the same data,
     and Keras must agree with the traced shapes, layer by layer and at the outputs of
-    the model's own `call`, at three sizes of each named dim."""
+    the model's own `call`, at the generator's sizes of each input axis (``axes``)."""
     from shapecheck import check_model
     from shapecheck.oracle import check_trace
     from shapecheck.script import capture
@@ -191,11 +196,12 @@ def _check_subclassed(res: ValidResult, model: Any, x: Any, y: Any, losses: Any)
             res.notes += [f"subclassed: not checked: {m.reason}" for m in report.models
                           if not m.checked]
             return
-        found = check_trace(capture.CAPTURE.traces[id(wrapped)])
+        found = check_trace(capture.CAPTURE.traces[id(wrapped)], axes)
         res.mismatches += [f"subclassed: {m}" for m in found.get("mismatches", [])]
         res.notes += [f"subclassed: {n}" for n in found.get("notes", [])
                       if n.split(":")[0] in BAD_NOTES]
         res.assignments += 3
+        res.subclassed = 1
     except Exception:
         res.internal = "subclassed: " + traceback.format_exc(limit=3)[-600:]
     finally:
