@@ -97,7 +97,7 @@ def _trace_subclassed(model: Any, data_calls: list[Any]) -> tuple[dict, list]:
     if traced is None or traced.functional is None and model.built:
         # as built: the data is then checked against that graph
         capture.CAPTURE.traces.pop(id(model), None)
-        capture.trace_model(model, trace.spec_of_built(model), "its build", (None, None))
+        capture.trace_model(model, trace.spec_of_built(model))
     traced = capture.CAPTURE.traces.get(id(model))
     steps = [s for s in capture.CAPTURE.steps if s.model is model]
     return ({id(model): traced} if traced is not None else {}), steps

@@ -65,7 +65,8 @@ def check_trace(traced: object, axis_sizes: list[dict[int, list[int]]] | None = 
 
     model, functional = traced.model, traced.functional
     if functional is None:
-        return {"model": model.name, "traced": True, "skipped": f"not traced: {traced.reason}"}
+        why = traced.reason if traced.has_call else "no call"
+        return {"model": model.name, "traced": True, "skipped": f"not traced: {why}"}
     shapes = infer_model(functional)
     refused = [c.name for c in shapes.graph.calls if c.failure is not None]
     if refused or traced.failures:

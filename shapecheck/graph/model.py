@@ -110,7 +110,7 @@ def untraced_entry(model: Any, path: str | None, line: int | None, show: PathFn,
     ``call`` of its own is checked through the step ``fit`` runs, when it was traced."""
     entry = ModelEntry(name=model.name, kind="subclassed", path=show(path), line=line,
                        checked=False)
-    if traced is not None and traced.reason == NO_CALL:
+    if traced is not None and not traced.has_call:
         ran = [s for s in steps if s.reason is None]
         if ran:
             entry.checked = True
@@ -130,10 +130,6 @@ def untraced_entry(model: Any, path: str | None, line: int | None, show: PathFn,
         entry.reason = f"its `call` could not be traced{where}: {traced.reason}"
     entry.notes.append(NoteEntry(model.name, "subclassed", entry.reason))
     return entry
-
-
-# The reason a trace gives for a model without a `call` (shapecheck.script.trace).
-NO_CALL = "no call"
 
 
 def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[Any] = (),

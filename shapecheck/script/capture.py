@@ -106,7 +106,6 @@ def install() -> Capture:
         if _TRACING:  # sizes read from shapes in a traced `call` are None here
             from shapecheck.script import trace
 
-            self.operation._shapecheck_in_trace = True
             trace.make_runnable(self.operation)
         self._shapecheck_seq = next(_SEQ)
         # Made inside another op's call (a mask, a wrapper's inner call): not the user's.
@@ -390,7 +389,7 @@ def _trace_on_build(model: Any) -> None:
         out = inner(*args, **kwargs)
         shape = args[0] if args else next(iter(kwargs.values()), None)
         if not _ACTIVE and not _TRACING and shape is not None:
-            trace_model(model, trace.spec_of_shapes(shape), "`build`", user_site(2))
+            trace_model(model, trace.spec_of_shapes(shape))
         return out
 
     try:
@@ -410,7 +409,7 @@ def trace_from_call(model: Any, args: tuple, kwargs: dict) -> None:
         return
     spec = trace.spec_of(x)
     if spec is not None:
-        trace_model(model, spec, "a call", user_site(3))
+        trace_model(model, spec)
 
 
 def trace_step(model: Any, call: DataCall) -> None:
@@ -427,13 +426,35 @@ def trace_step(model: Any, call: DataCall) -> None:
     try:
         with quiet():
             done = steps.trace_step(model, call.method, fed[1], (call.path, call.line),
-                                    frames.SKIP_PREFIXES, arrays=fed[0].kind == "arrays")
+                                    arrays=fed[0].kind == "arrays")
     except Exception:  # our own limits: the step stays unchecked, the script goes on
         done = None
     finally:
         _TRACING.pop()
     if done is not None:
         CAPTURE.steps.append(done)
+
+
+def _trace_apart(layer: Any, args: tuple, kwargs: dict) -> tuple[tuple, Any] | None:
+    """A user's layer called on symbolic tensors, its ``call`` traced on Inputs of its
+    own: ``(the call's (args, tensor kwargs, other kwargs), the Functional)``; None
+    when its tensors cannot be given as Inputs. A ``compute_output_shape`` that
+    disagrees is recorded. Raises what the call raises."""
+    from shapecheck.script import trace
+
+    split = trace.split_call(layer, args, kwargs)
+    spec = trace.spec_exact((split[0], split[1])) if split is not None else None
+    if spec is None:
+        return None
+    _TRACING.append(layer)
+    try:
+        functional = trace.trace_call(layer, spec[0], spec[1], split[2], nested=True)
+    finally:
+        _TRACING.pop()
+    declared = trace.declared_mismatch(layer, spec, functional)
+    if declared is not None:
+        CAPTURE.declared.append(declared)
+    return split, functional
 
 
 def check_declared(layer: Any, args: tuple, kwargs: dict) -> None:
@@ -446,60 +467,34 @@ def check_declared(layer: Any, args: tuple, kwargs: dict) -> None:
 
     if not trace.is_user_layer(layer) or utils.is_default(layer.compute_output_shape):
         return
-    from keras import KerasTensor, tree
-
-    if not any(isinstance(t, KerasTensor) for t in tree.flatten((args, kwargs))):
-        return
-    split = trace.split_call(layer, args, kwargs)
-    spec = trace.spec_exact((split[0], split[1])) if split is not None else None
-    if spec is None:
-        return
-    _TRACING.append(layer)
     try:
         with quiet():
-            functional = trace.trace_call(layer, spec[0], spec[1], split[2], nested=True)
-            declared = trace.declared_mismatch(layer, spec, functional)
+            _trace_apart(layer, args, kwargs)
     except Exception:  # its call cannot be traced apart: Keras's trust stands
-        return
-    finally:
-        _TRACING.pop()
-    if declared is not None:
-        declared.site = user_site(3)
-        CAPTURE.declared.append(declared)
+        pass
 
 
 def trace_nested(layer: Any, args: tuple, kwargs: dict) -> Any:
     """Inside a trace, a user's own layer (or subclassed model) is traced too: its
     ``call`` becomes a nested graph whose calls keep their lines. Its outputs; None to
     call the layer as Keras does (its ``call`` cannot be traced on its own)."""
+    from keras import tree
+
     from shapecheck.script import trace
 
     if not trace.is_user_layer(layer) or any(t is layer for t in _TRACING):
         return None
-    split = trace.split_call(layer, args, kwargs)
-    if split is None:
-        return None
-    targs, tkwargs, static = split
-    spec = trace.spec_exact((targs, tkwargs))
-    if spec is None:
-        return None
-    _TRACING.append(layer)
     before = len(CAPTURE.failures)
     try:
-        functional = trace.trace_call(layer, spec[0], spec[1], static, nested=True)
+        traced = _trace_apart(layer, args, kwargs)
     except trace.UnknownSize:
         raise  # the trial cannot know what the code computes: the next one may
     except Exception:
         del CAPTURE.failures[before:]
         return None
-    finally:
-        _TRACING.pop()
-    declared = trace.declared_mismatch(layer, spec, functional)
-    if declared is not None:
-        declared.site = user_site(3)
-        CAPTURE.declared.append(declared)
-    from keras import tree
-
+    if traced is None:
+        return None
+    (targs, tkwargs, _), functional = traced
     leaves = tree.flatten((targs, tkwargs))
     functional._shapecheck_failures = CAPTURE.failures[before:]
     functional._shapecheck_after = trace.upstream_failure(leaves)
@@ -520,10 +515,10 @@ def trace_from_data(model: Any, call: DataCall) -> None:
             if one is not None:
                 spec = one if spec is None else (trace.merge(spec, one) or spec)
     if spec is not None:
-        trace_model(model, spec, f"`{call.method}`", (call.path, call.line))
+        trace_model(model, spec)
 
 
-def trace_model(model: Any, spec: Any, given: str, site: tuple) -> None:
+def trace_model(model: Any, spec: Any) -> None:
     """Trace ``model.call`` on inputs of ``spec`` (once; again when later inputs differ
     in a size the first trace fixed). Calls Keras refuses during the trace are recorded
     as the script's own are, at their line inside ``call``."""
@@ -540,10 +535,9 @@ def trace_model(model: Any, spec: Any, given: str, site: tuple) -> None:
         for f in old.failures:  # the new trace records its own
             if f in CAPTURE.failures:
                 CAPTURE.failures.remove(f)
-    result = trace.Trace(model, spec, given=given, site=site)
+    result = trace.Trace(model, spec, has_call=trace.has_call(model))
     CAPTURE.traces[id(model)] = result
-    if not trace.has_call(model):
-        result.reason = trace.NO_CALL
+    if not result.has_call:
         return
     candidates = trace.trials(spec)
     for i, trial in enumerate(candidates):
@@ -559,14 +553,13 @@ def trace_model(model: Any, spec: Any, given: str, site: tuple) -> None:
             else:
                 with trace.watch_sizes():
                     result.functional = trace.trace_call(model, (trial,))
-            result.used = trial
             result.failures = CAPTURE.failures[before:]
             result.nested = list(_NESTED)
             return
         except Exception as err:
             if final:
                 result.reason = trace.reason_for(err)
-                result.where = trace.where_raised(err, frames.SKIP_PREFIXES)
+                result.where = trace.where_raised(err)
                 del CAPTURE.failures[before:]
         finally:
             _TRACING.pop()

@@ -63,6 +63,17 @@ def construction_site(obj: Any, skip: int = 1) -> tuple[str | None, int | None]:
     return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
 
 
+def raised_in_user_code(err: BaseException) -> Any:
+    """The traceback entry of the innermost user frame ``err`` passed through, or None."""
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES):
+            found = tb
+        tb = tb.tb_next
+    return found
+
+
 Position = tuple[str | None, int | None, int | None, int | None]
 
 

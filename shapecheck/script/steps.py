@@ -91,7 +91,7 @@ def step_to_trace(model: Any, method: str) -> str | None:
 
 
 def trace_step(model: Any, method: str, batch: Any, site: tuple,
-               skip: tuple[str, ...], arrays: bool = False) -> StepTrace | None:
+               arrays: bool = False) -> StepTrace | None:
     """Trace the step ``method`` runs on data of ``batch``'s shapes (a sampled
     :class:`shapecheck.data.batches.Batch`; ``arrays``: given as arrays, whose floats
     Keras casts to its float type); None when the model has no custom step."""
@@ -132,14 +132,14 @@ def trace_step(model: Any, method: str, batch: Any, site: tuple,
         try:
             tf.function(fn, autograph=False).get_concrete_function(data)
         except Exception as err:
-            _explain(result, err, skip)
+            _explain(result, err)
     return result
 
 
-def _explain(result: StepTrace, err: BaseException, skip: tuple[str, ...]) -> None:
+def _explain(result: StepTrace, err: BaseException) -> None:
     from shapecheck.shapes.refused import clean_message
 
-    frame = _innermost_user_frame(err, skip)
+    frame = _innermost_user_frame(err)
     where = (frame[0], frame[1]) if frame else None
     message = " ".join(clean_message(err).split())
     if frame is not None and frame[3]:  # raised inside a layer's own `call`
@@ -156,27 +156,25 @@ def _explain(result: StepTrace, err: BaseException, skip: tuple[str, ...]) -> No
     result.where = where
 
 
-def _innermost_user_frame(err: BaseException, skip: tuple[str, ...]) -> tuple | None:
-    """(path, line, function, inside a layer's call) of the innermost user frame."""
+def _innermost_user_frame(err: BaseException) -> tuple | None:
+    """(path, line, function, inside a layer's call, the layer it called) of the
+    innermost user frame ``err`` passed through."""
     import os
 
-    tb = err.__traceback__
-    found = None
+    from shapecheck.script import frames
+
+    tb = frames.raised_in_user_code(err)
+    if tb is None:
+        return None
+    code = tb.tb_frame.f_code
+    in_layer = code.co_name == "call" and _is_layer(tb.tb_frame.f_locals.get("self"))
     callee = None
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        name = code.co_filename
-        if not name.startswith("<") and not name.startswith(skip):
-            owner = tb.tb_frame.f_locals.get("self")
-            in_layer = code.co_name == "call" and _is_layer(owner)
-            found = (os.path.abspath(name), tb.tb_lineno, code.co_name, in_layer)
-            callee = None
-        elif found is not None and callee is None:
-            owner = tb.tb_frame.f_locals.get("self")
-            if _is_layer(owner):
-                callee = owner.name
-        tb = tb.tb_next
-    return found + (callee,) if found is not None else None
+    below = tb.tb_next
+    while below is not None and callee is None:
+        owner = below.tb_frame.f_locals.get("self")
+        callee = owner.name if _is_layer(owner) else None
+        below = below.tb_next
+    return (os.path.abspath(code.co_filename), tb.tb_lineno, code.co_name, in_layer, callee)
 
 
 def _refusing_layer(message: str, callee: str | None) -> str | None:

@@ -40,9 +40,7 @@ class Trace:
     functional: Any = None  # a keras Functional of the traced call; None when it failed
     reason: str | None = None  # why the call could not be traced
     where: tuple | None = None  # (path, line) inside the user's code where it stopped
-    given: str = ""  # what gave the shapes: "fit at train.py:12"
-    site: tuple = (None, None)  # (path, line) of the call that gave the shapes
-    used: Spec = None  # the spec the trace succeeded with
+    has_call: bool = True  # False: the class defines no `call` (a GAN defines its step)
     failures: list[Any] = field(default_factory=list)  # calls Keras refused in the trace
     nested: list[tuple] = field(default_factory=list)  # (user layer, its traced Functional)
 
@@ -54,9 +52,6 @@ def is_subclassed(model: Any) -> bool:
     if not isinstance(model, Model) or isinstance(model, Sequential):
         return False
     return not (hasattr(model, "_inputs_struct") and hasattr(model, "_operations"))
-
-
-NO_CALL = "no call"  # the reason for a model whose class has no `call` of its own
 
 
 def has_call(model: Any) -> bool:
@@ -338,7 +333,6 @@ class Declared:
     traced: list[tuple]
     path: str | None  # where ``compute_output_shape`` is written
     line: int | None
-    site: tuple = (None, None)  # (path, line) of the call it was compared on
 
 
 def declared_mismatch(layer: Any, spec: Spec, functional: Any) -> Declared | None:
@@ -392,15 +386,16 @@ def _shape_list(declared: Any) -> list[tuple] | None:
 
 
 def make_runnable(op: Any) -> None:
-    """A traced ``ops.reshape`` whose target holds a size the code read from a shape
-    (``ops.shape(x)[0]``, None while traced) runs with -1 there, as the real call
-    runs with the real size; the target as traced is kept for the shape rule."""
+    """A traced ``ops.reshape`` whose target holds sizes the code read from a shape
+    (``ops.shape(x)[0]``, None while traced) keeps that target for the shape rule; with
+    one such size it runs with -1 there, as the real call runs with the real size."""
     if type(op).__name__ != "Reshape" or not type(op).__module__.startswith("keras"):
         return
     target = getattr(op, "newshape", None)
-    if (isinstance(target, (tuple, list)) and sum(d is None for d in target) == 1
-            and -1 not in target):
-        op._shapecheck_target = tuple(target)
+    if not isinstance(target, (tuple, list)) or None not in target:
+        return
+    op._shapecheck_target = tuple(target)
+    if sum(d is None for d in target) == 1 and -1 not in target:
         op.newshape = tuple(-1 if d is None else d for d in target)
 
 
@@ -455,16 +450,14 @@ class watch_sizes:
         KerasTensor.shape = self.saved
 
 
-def where_raised(err: BaseException, skip: tuple[str, ...]) -> tuple | None:
+def where_raised(err: BaseException) -> tuple | None:
     """(path, line) of the innermost frame of ``err``'s traceback in user code."""
-    tb = err.__traceback__
-    found = None
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if not name.startswith("<") and not name.startswith(skip):
-            found = (os.path.abspath(name), tb.tb_lineno)
-        tb = tb.tb_next
-    return found
+    from shapecheck.script import frames
+
+    tb = frames.raised_in_user_code(err)
+    if tb is None:
+        return None
+    return os.path.abspath(tb.tb_frame.f_code.co_filename), tb.tb_lineno
 
 
 def reason_for(err: BaseException) -> str:
@@ -484,11 +477,3 @@ def reason_for(err: BaseException) -> str:
         return (f"`call` needs the values of its inputs, which tracing does not have "
                 f"({type(err).__name__}: {text})")
     return f"`call` raised {type(err).__name__} while traced: {text}"
-
-
-def seen_modules() -> tuple[str, ...]:
-    """Prefixes of the files whose frames are not the user's (for :func:`where_raised`)."""
-    from shapecheck.script import frames
-
-    return frames.SKIP_PREFIXES or (os.path.dirname(os.__file__) + os.sep,
-                                    os.path.dirname(sys.modules["keras"].__file__))

@@ -352,11 +352,13 @@ _MISSING = object()
 def reshape(call: Call) -> tuple:
     """``-1`` becomes the exact quotient of the element counts (``2*T*batch``)."""
     x = first_arg(call)
-    # as traced (shapecheck.script.trace.make_runnable), before None became -1
-    newshape = getattr(call.op, "_shapecheck_target", None) or call.op.newshape
+    # traced from a subclassed model's `call` (shapecheck.script.trace.make_runnable):
+    # the target as the code gave it, before None became -1
+    traced = getattr(call.op, "_shapecheck_target", None)
+    newshape = traced or call.op.newshape
     if not isinstance(newshape, (list, tuple)):
         newshape = [newshape]
-    if any(d is None for d in newshape) and getattr(call.op, "_shapecheck_in_trace", False):
+    if traced is not None:
         # Traced from a subclassed model's `call`: None is a size the code read from a
         # shape (`ops.shape(x)[0]`), known when it runs: the batch at axis 0, and one
         # other unknown sized by the element count.
