@@ -88,22 +88,6 @@ def with_traced_layers(models: list[tuple[Any, str | None, int | None]],
     return out
 
 
-def follow_upstream(model: Any, found: list[Diagnostic], roots: dict[int, Diagnostic]
-                    ) -> list[tuple[Diagnostic, Diagnostic]]:
-    """A user's layer traced on what a refused call upstream of it made: each of its
-    findings follows from that call's."""
-    from shapecheck.rules.engine import follows_text
-
-    after = getattr(model, "_shapecheck_after", None)
-    root = roots.get(id(after)) if after is not None else None
-    pairs = []
-    for d in found if root is not None else ():
-        if d.follows is None and d is not root:
-            d.follows = follows_text(root)
-            pairs.append((d, root))
-    return pairs
-
-
 def untraced_entry(model: Any, path: str | None, line: int | None, show: PathFn,
                    traced: Any, steps: list[Any] = ()) -> ModelEntry:
     """A subclassed model whose ``call`` was not traced, and why; one without a
@@ -154,7 +138,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     from shapecheck.rules.causes import blame_causes
     from shapecheck.rules.engine import (data_findings, dedupe, explain_failure,
                                          follows_text, mark_consequences, mark_follows,
-                                         model_findings)
+                                         mark_traced_upstream, model_findings)
     from shapecheck.rules.minimum import minimum_sizes
     from shapecheck.rules.steps import step_findings
     from shapecheck.rules.declared import declared_findings
@@ -203,7 +187,7 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             mine += declared_findings(ctx, declared, said)
             after = mark_follows(ctx, mine, roots)
             after += mark_consequences(ctx, mine)
-            after += follow_upstream(model, mine, roots)
+            after += mark_traced_upstream(ctx, mine, roots)
             minimums = minimum_sizes(ctx)
             executed = execute_model(ctx, mine, bound, minimums, run) if run else None
             blame_causes(ctx, mine, bound)

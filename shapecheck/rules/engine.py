@@ -97,6 +97,21 @@ def mark_consequences(ctx: ModelContext, findings: list[Diagnostic]
     return pairs
 
 
+def mark_traced_upstream(ctx: ModelContext, findings: list[Diagnostic],
+                         roots: dict[int, Diagnostic]) -> list[tuple[Diagnostic, Diagnostic]]:
+    """A user's layer traced in place on what a refused call upstream of it made (the
+    traced graph's ``_shapecheck_after``): each finding not yet following another
+    follows from that call's; the ``(follower, root)`` pairs."""
+    after = getattr(ctx.model, "_shapecheck_after", None)
+    root = roots.get(id(after)) if after is not None else None
+    pairs = []
+    for d in findings if root is not None else ():
+        if d.follows is None and d is not root:
+            d.follows = follows_text(root)
+            pairs.append((d, root))
+    return pairs
+
+
 def follows_text(root: Diagnostic) -> str:
     return f"{root.code} at {root.where} (`{root.layer}`)"
 
