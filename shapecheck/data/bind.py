@@ -58,6 +58,8 @@ class Binding:
         path = show(self.feed.path) if show and self.feed.path else self.feed.path
         site = f" at {path}:{self.feed.line}" if path else ""
         role = f" ({self.feed.role} data)" if self.feed.role == "validation" else ""
+        if self.feed.method == "call":
+            return f"the model called on data{site} ({self.batch.label})"
         return f"`{self.feed.method}`{site}{role}, {self.batch.label}"
 
 

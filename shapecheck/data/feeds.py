@@ -278,3 +278,44 @@ def _validation_data(val: Feed, args: dict[str, Any], max_batches: int,
     window = None if n is None else (0, n)
     sample_arrays(val, vx, vy, vsw, window,
                   keras_batch_size(args, n or 0, steps, validation=True), steps, names)
+
+
+def call_feed(x: Any, path: str | None, line: int | None, label: str) -> Feed | None:
+    """The inputs of one call of a model on data (``model(x)`` in a loop, or inside a
+    ``tf.function`` being traced) as a feed of one batch; None when an input's shape is
+    not fully known (a traced function's unknown batch size)."""
+    from shapecheck.data.batches import ArrayInfo, Batch
+    from shapecheck.data.values import array_info, map_leaves
+
+    feed = Feed("call", "predict", path, line, "arrays")
+    unknown: list[str] = []
+
+    def leaf(v: Any, place: str) -> Any:
+        if v is None:
+            return None
+        info = array_info(v) if not _symbolic(v) else None
+        if info is not None:
+            return info
+        try:
+            shape = tuple(v.shape)
+            dtype = getattr(v.dtype, "name", str(v.dtype))
+        except Exception:
+            shape, dtype = None, ""
+        if shape is None or any(d is None for d in shape):
+            unknown.append(place)
+            return None
+        return ArrayInfo(tuple(int(d) for d in shape), dtype,
+                         dtype.startswith(("int", "uint", "bool")), None, None, None)
+
+    described = map_leaves(leaf, x, "x")
+    if unknown:
+        return None
+    feed.batches.append(Batch(0, label, described, None, None))
+    feed.batch_size = first_rows(x)
+    return feed
+
+
+def _symbolic(v: Any) -> bool:
+    """A tensor without values: one of a ``tf.function`` being traced."""
+    return type(v).__name__ in ("SymbolicTensor", "Tensor") and \
+        type(v).__module__.startswith("tensorflow") and not hasattr(v, "_numpy")

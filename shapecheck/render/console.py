@@ -188,6 +188,10 @@ def render_dry_run(console: Console, f: FileReport) -> None:
     if dry.get("made_up"):
         console.print(f"[dim]note: dry run: fit/evaluate/predict returned made-up values "
                       f"(first: {escape(dry['made_up'])}); nothing was trained[/]")
+    if dry.get("stopped"):
+        console.print(f"[dim]note: dry run: {escape(dry['stopped'])}, as if the script "
+                      "had ended there; optimizers applied nothing and the weights are "
+                      "as they were[/]")
     writes = dry.get("writes") or []
     home = os.path.expanduser("~") + os.sep
     processes = [w["path"] for w in writes if w["kind"] == "process"]

@@ -80,7 +80,11 @@ INSTALLED = False
 def reset() -> Capture:
     """A fresh record (one per script)."""
     global CAPTURE
+    from shapecheck.script import loops, operands
+
     CAPTURE = Capture()
+    loops.reset()
+    operands.reset()
     return CAPTURE
 
 
@@ -124,8 +128,10 @@ def install() -> Capture:
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             outermost = not _ACTIVE
+            on_data = False
             if outermost and method == "__call__":
                 if not _TRACING:
+                    on_data = record_data_call(self, args, kwargs)
                     trace_from_call(self, args, kwargs)
                 else:
                     nested = trace_nested(self, args, kwargs)
@@ -139,6 +145,11 @@ def install() -> Capture:
                 failure = (_refused(self, args, kwargs, err) if outermost and not _TRIAL
                            else None)
                 if failure is None:
+                    if outermost and on_data and not hasattr(err, "_shapecheck_call"):
+                        try:  # which call on data raised it, for the script's error
+                            err._shapecheck_call = self.name
+                        except Exception:
+                            pass
                     raise
             finally:
                 _ACTIVE.pop()
@@ -148,6 +159,10 @@ def install() -> Capture:
                 return make_standin(self, args, kwargs, failure)
             if outermost and method == "__call__" and not _TRACING:
                 check_declared(self, args, kwargs)
+            if on_data:
+                from shapecheck.script import operands
+
+                operands.note_outputs(self, out, user_site(2))
             return out
 
         call.__name__ = method
@@ -204,6 +219,9 @@ def install() -> Capture:
     layerweights.install(Layer, lambda failure: CAPTURE.failures.append(failure))
     datasets.install()  # which Keras utility made each dataset, for the hints
     _patch_training(Model)
+    from shapecheck.script import loops
+
+    loops.install()
     return CAPTURE
 
 
@@ -410,6 +428,55 @@ def trace_from_call(model: Any, args: tuple, kwargs: dict) -> None:
     spec = trace.spec_of(x)
     if spec is not None:
         trace_model(model, spec)
+
+
+CALLS_KEPT = 3  # distinct input shapes kept per call site of a model on data
+
+
+def record_data_call(layer: Any, args: tuple, kwargs: dict) -> bool:
+    """A user's call of a layer or model on data, outside ``fit`` (``model(x)`` in a
+    loop, under a tape, in a ``tf.function`` being traced): its variables are kept to
+    be put back, and a model's inputs become a feed of their own, bound and checked
+    as a batch of ``predict`` is. Whether it was a call on data."""
+    from keras import KerasTensor, Model, tree
+
+    from shapecheck.script import loops, trace
+
+    x = args[0] if args else kwargs.get("inputs", kwargs.get("x"))
+    leaves = tree.flatten(x) if x is not None else []
+    if not leaves or any(isinstance(v, KerasTensor) for v in leaves) or \
+            not all(hasattr(v, "shape") for v in leaves):
+        return False
+    if trace.concrete(x):
+        loops.remember(layer)
+    elif not any(type(v).__name__ == "SymbolicTensor" for v in leaves):
+        return False
+    if not isinstance(layer, Model):
+        return True
+    from shapecheck.data.feeds import call_feed
+
+    path, line = user_site(3)
+    mine = [c for c in CAPTURE.data_calls
+            if c.method == "call" and c.model is layer and (c.path, c.line) == (path, line)]
+    if len(mine) >= CALLS_KEPT:
+        return True
+    try:
+        feed = call_feed(x, path, line, f"call {len(mine) + 1}")
+    except Exception:  # our own limits: the call is not checked as data
+        return True
+    if feed is None:
+        return True
+    key = repr(_shapes_of(feed.batches[0].x))
+    if any(repr(_shapes_of(c.feeds[0].batches[0].x)) == key for c in mine):
+        return True
+    CAPTURE.data_calls.append(DataCall(layer, "call", path, line, (), {}, [feed]))
+    return True
+
+
+def _shapes_of(described: Any) -> Any:
+    from shapecheck.data.values import map_leaves
+
+    return map_leaves(lambda v, _: getattr(v, "shape", None), described, "x")
 
 
 def trace_step(model: Any, call: DataCall) -> None:

@@ -39,10 +39,29 @@ from shapecheck.script.protocol import (REAL_IO, device_error, run_options, writ
 _REAL_EXIT = os._exit  # the script's os._exit is patched while it runs
 
 
+def _user_entries(err: BaseException, skip: tuple[str, ...]) -> list[Any]:
+    """The traceback's entries in the user's code; a line of a file AutoGraph wrote for
+    a ``tf.function`` becomes the user's line it came from."""
+    import linecache
+
+    from shapecheck.script.frames import original
+
+    out = []
+    for f in traceback.extract_tb(err.__traceback__):
+        path, line = original(os.path.abspath(f.filename), f.lineno or 0)
+        if path != os.path.abspath(f.filename):
+            f = traceback.FrameSummary(path, line, f.name,
+                                       line=linecache.getline(path, line).strip())
+        elif f.filename.startswith(skip) or f.filename.startswith("<") or \
+                "__autograph_generated_file" in f.filename:
+            continue
+        out.append(f)
+    return out
+
+
 def user_traceback(err: BaseException, skip: tuple[str, ...]) -> str:
     """The exception with the user's frames only."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    frames = _user_entries(err, skip)
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(err), err)
@@ -59,18 +78,35 @@ class ScriptErrorInfo:
     line: int | None
     source: str | None
     calls_at_line: list[Any]  # capture.CallSite made on that line
+    operands: list[Any] = field(default_factory=list)  # operands.Operand read on that line
+    in_call: str | None = None  # the Keras layer or model whose call raised it, if one did
 
 
 def _error_info(err: BaseException, skip: tuple[str, ...], cap: Any) -> ScriptErrorInfo:
     import linecache
 
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    from shapecheck.script import operands
+
+    frames = _user_entries(err, skip)
     path = os.path.abspath(frames[-1].filename) if frames else None
     line = frames[-1].lineno if frames else None
     calls = [c for c in cap.recent if c.path == path and c.line == line]
     source = linecache.getline(path, line).rstrip("\n") if path and line else None
-    return ScriptErrorInfo(type(err).__name__, str(err), path, line, source, calls)
+    info = ScriptErrorInfo(type(err).__name__, str(err), path, line, source, calls)
+    try:
+        where, at, info.operands = operands.operands_at(err)
+        if (where, at) != (path, line):
+            info.operands = []
+        info.in_call = _raised_in_call(err)
+    except Exception:  # the error is reported as it is
+        pass
+    return info
+
+
+def _raised_in_call(err: BaseException) -> str | None:
+    """The name of the Keras layer (or model) whose call on data raised ``err``."""
+    name = getattr(err, "_shapecheck_call", None)
+    return str(name) if name is not None else None
 
 
 class Stream:
@@ -216,6 +252,10 @@ class _Job:
 
     def end_script(self) -> None:
         """The script is over (it may be called twice)."""
+        from shapecheck.script import loops
+
+        if self.phase == "script":
+            loops.restore()  # the weights the script's forward passes moved
         self.phase = "analysing"
         self.script_over.set()
         if os._exit is _script_exit:
@@ -275,8 +315,15 @@ class _Job:
         if stopped is not None:
             from shapecheck.rules.engine import script_error_findings
 
+            _name_operand_dims(stopped, report.models)
             for d in script_error_findings(stopped):
+                if d.code == "SC903" and any(
+                        o.severity == "error" and o.line == d.line
+                        and o.path == display_path(d.path) for o in found):
+                    continue  # the data rules found it at that call already
                 d.path = display_path(d.path)
+                for r in d.related:
+                    r.path = display_path(r.path)
                 found.append(d)
         report.diagnostics.extend(found)
         self.close_sandbox()
@@ -298,16 +345,36 @@ class _Job:
         dry-run call's values were made up."""
         from shapecheck.report import display_path
 
+        from shapecheck.script import loops
+
         sb, self.sandbox = self.sandbox, None
         made_up = self.cap.made_up
+        stopped = loops.stopped_text(display_path)
         writes = []
         if sb is not None:
             sb.close()
             writes = [{"path": c.path, "kind": c.kind} for c in sb.changes()]
-        if made_up is not None or writes:
+        if made_up is not None or writes or stopped:
             where = (f"`{made_up.method}` at {display_path(made_up.path)}:{made_up.line}"
                      if made_up is not None else None)
             self.report.dry_run = {"made_up": where, "writes": writes}
+            if stopped:
+                self.report.dry_run["stopped"] = stopped
+                self.report.dry_run["steps"] = [
+                    {"path": display_path(p), "line": line, "steps": n}
+                    for (p, line, *_), n in loops.STATE.counts.items() if p]
+
+
+def _name_operand_dims(info: ScriptErrorInfo, models: list[Any]) -> None:
+    """Give each operand that is a model's output the model's symbolic shape."""
+    for op in info.operands:
+        if op.model is None or op.layer is None:
+            continue
+        entry = next((m for m in models if m.name == op.model), None)
+        row = next((r for r in entry.layers if r.name == op.layer), None) if entry else None
+        if row is not None and row.output_shapes:
+            shapes = row.output_shapes
+            op.named = list(shapes[min(op.index, len(shapes) - 1)])
 
 
 _JOB: _Job | None = None  # the script running in this process
@@ -395,7 +462,7 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
     script's limit in seconds, kept by a watchdog thread.
     """
     from shapecheck.report import FileReport, ScriptError, display_path
-    from shapecheck.script import capture, frames
+    from shapecheck.script import capture, frames, loops
 
     report = FileReport(path=display_path(script))
     stopped = None
@@ -428,6 +495,8 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
             job.end_script()
     except _Stopped as err:
         report.error = ScriptError(err.kind, err.message)
+    except loops.LoopStopped:
+        pass  # its training loop ran the dry run's steps: the script is done
     except SyntaxError as err:
         where = f"{display_path(err.filename)}:{err.lineno}" if err.filename else script
         text = (err.text or "").rstrip()

@@ -10,6 +10,19 @@ import sys
 from typing import Any
 
 SKIP_PREFIXES: tuple[str, ...] = ()  # folders whose frames are not the user's
+GENERATED: dict[str, dict[int, tuple[str, int]]] = {}  # AutoGraph's file -> line -> origin
+
+
+def note_generated(filename: str, lines: dict[int, tuple[str, int]]) -> None:
+    """The lines of a file AutoGraph wrote for a ``tf.function``, each mapped to the
+    user's line it came from."""
+    GENERATED.setdefault(filename, {}).update(lines)
+
+
+def original(path: str, line: int) -> tuple[str, int]:
+    """The user's line for a line of an AutoGraph-generated file; else the line."""
+    mapped = GENERATED.get(path, {}).get(line)
+    return mapped if mapped is not None else (path, line)
 
 
 def skip_libraries() -> None:
@@ -51,7 +64,7 @@ def user_site(skip: int = 1) -> tuple[str | None, int | None]:
     frame = _user_frame(skip)
     if frame is None:
         return None, None
-    return os.path.abspath(frame.f_code.co_filename), frame.f_lineno
+    return original(os.path.abspath(frame.f_code.co_filename), frame.f_lineno)
 
 
 def construction_site(obj: Any, skip: int = 1) -> tuple[str | None, int | None]:
@@ -87,6 +100,9 @@ def user_position(skip: int = 1, outside: Any = None) -> Position:
         return None, None, None, None
     line, col, end = frame.f_lineno, None, None
     path = os.path.abspath(frame.f_code.co_filename)
+    if path in GENERATED:
+        path, line = original(path, line)
+        return path, line, None, None
     try:
         pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
         if pos[0] == line and pos[2] is not None:
@@ -97,3 +113,20 @@ def user_position(skip: int = 1, outside: Any = None) -> Position:
     except (IndexError, AttributeError):
         pass
     return path, line, col, end
+
+
+def user_frames(skip: int = 1) -> list[Any]:
+    """The user's frames on the stack, innermost first."""
+    out = []
+    frame = sys._getframe(skip + 1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES):
+            out.append(frame)
+        frame = frame.f_back
+    return out
+
+
+def is_user_file(filename: str) -> bool:
+    """Whether ``filename`` is the user's code (not a library, shapecheck or ``<string>``)."""
+    return not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES)
