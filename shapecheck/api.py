@@ -8,11 +8,14 @@ from shapecheck.report import Report
 
 
 def check_script(path: str, *, timeout: float | None = None,
-                 args: Sequence[str] = ()) -> Report:
-    """Run ``path`` under capture in a child process and check every model it builds."""
+                 args: Sequence[str] = (), steps: int | None = None) -> Report:
+    """Run ``path`` under capture in a child process and check every model it builds
+    (a hand-written training loop is stopped after ``steps`` steps, default 2)."""
+    from shapecheck.script.protocol import DEFAULT_STEPS
     from shapecheck.script.runner import DEFAULT_TIMEOUT, check_file
 
-    return Report([check_file(path, timeout=timeout or DEFAULT_TIMEOUT, args=list(args))])
+    return Report([check_file(path, timeout=timeout or DEFAULT_TIMEOUT, args=list(args),
+                              steps=steps or DEFAULT_STEPS)])
 
 
 _NO_DATA = object()

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from shapecheck.script.protocol import DEFAULT_TIMEOUT
+from shapecheck.script.protocol import DEFAULT_STEPS, DEFAULT_TIMEOUT
 from shapecheck.verify import DEFAULT_RUN_TIMEOUT
 
 FORMATS = ("rich", "text", "json", "sarif", "github")
@@ -141,6 +141,9 @@ OPTIONS: tuple[Option, ...] = (
            "findings marked)", _file, None, metavar="FILE", config=False, group="output"),
     Option("timeout", "--timeout", f"time limit per script in seconds (default "
            f"{DEFAULT_TIMEOUT:g})", _positive(float), DEFAULT_TIMEOUT, metavar="SECONDS"),
+    Option("steps", "--steps", f"a hand-written training loop (optimizer.apply_gradients) "
+           f"is stopped after this many steps, as if the script ended there (default "
+           f"{DEFAULT_STEPS})", _positive(int), DEFAULT_STEPS, metavar="K"),
     Option("jobs", "-j", "scripts checked at once, each in its own process (default: the "
            "number of CPU cores)", _positive(int), None, metavar="N"),
     Option("select", "--select", "only these rule codes or prefixes (comma-separated, "
@@ -175,6 +178,7 @@ class Settings:
     html: str | None = None
     svg: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    steps: int = DEFAULT_STEPS
     jobs: int | None = None
     select: list[str] | None = None
     ignore: list[str] | None = None

@@ -81,7 +81,7 @@ class Checker:
 
         s = self.settings
         report = Report([check_file(str(path), timeout=s.timeout, args=list(args),
-                                    run=s.run_options())])
+                                    run=s.run_options(), steps=s.steps)])
         return _finish(report, s, str(path))
 
     def check_model(self, model: Any, dims: dict[str, int] | None = None,
@@ -124,7 +124,8 @@ class ScriptItem(pytest.Item):
         from shapecheck.script.runner import check_file
 
         s = self.settings
-        report = Report([check_file(self.script, timeout=s.timeout, run=s.run_options())])
+        report = Report([check_file(self.script, timeout=s.timeout, run=s.run_options(),
+                                    steps=s.steps)])
         report.filter(s.select, s.ignore)
         report.suppress(s.per_file_ignores,
                         os.path.dirname(s.config_file) if s.config_file else None)

@@ -192,6 +192,12 @@ def render_dry_run(console: Console, f: FileReport) -> None:
         console.print(f"[dim]note: dry run: {escape(dry['stopped'])}, as if the script "
                       "had ended there; optimizers applied nothing and the weights are "
                       "as they were[/]")
+    for s in dry.get("stacked") or []:
+        shape = "(" + ", ".join(str(d) for d in s["shape"]) + ")"
+        sizes = ", ".join(f"{n} = {v}" for n, v in s.get("dims", {}).items())
+        console.print(f"[dim]note: stacked over loop steps at {escape(s['path'])}:"
+                      f"{s['line']}: {escape(shape)}" + (f" ({escape(sizes)})" if sizes else "")
+                      + "[/]")
     writes = dry.get("writes") or []
     home = os.path.expanduser("~") + os.sep
     processes = [w["path"] for w in writes if w["kind"] == "process"]

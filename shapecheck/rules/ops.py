@@ -83,15 +83,15 @@ def _words(op: Any) -> str:
     """"`pred` (4, 3, 4, 4) = (batch, A, 4, 4), the output of model ..."."""
     if op.element is not None:
         shape = f"element shape {_tuple(op.element)}"
-        if op.axis0:
-            shape += f", one element per step of `{op.axis0}`"
+        if op.loop:
+            shape += f", one element per step of `{op.loop}`"
     elif op.items:
         shape = ", ".join(_tuple(s) for s in op.items[:6]) + (" ..." if len(op.items) > 6
                                                                else "")
     else:
         shape = _tuple(op.shape)
-        if op.axis0 and op.shape:
-            shape += f" = ({op.axis0}, " + ", ".join(str(d) for d in op.shape[1:]) + ")"
+        if op.axes and len(op.shape) >= len(op.axes):
+            shape += " = " + _tuple([*op.axes, *op.shape[len(op.axes):]])
         elif op.named and any(isinstance(d, str) for d in op.named):
             shape += f" = {_tuple(op.named)}"
     return f"`{op.text}` {shape}, {op.kind}, {op.origin}"
@@ -135,8 +135,16 @@ def _hint(message: str, ops: list[Any]) -> str:
         axes = differing_axes(a.shape, b.shape)
         if axes:
             where = "; ".join(f"axis {i}: {x} vs {y}" for i, x, y in axes)
+            made = [o for o in (a, b) if o.model is not None]
+            if len(made) == 1:
+                m = made[0]
+                other = b if m is a else a
+                layer = f" (its layer `{m.layer}`)" if m.layer else ""
+                return (f"`{a.text}` and `{b.text}` differ on {where}: make model "
+                        f"`{m.model}`{layer} give `{other.text}`'s sizes there, or fix how "
+                        f"`{other.text}` is made")
             return (f"`{a.text}` and `{b.text}` differ on {where}: make them equal "
-                    "(or 1, to broadcast) there; check which one is built wrong")
+                    "(or 1, to broadcast) there")
     return "make the operands' shapes agree on the axes the message names"
 
 

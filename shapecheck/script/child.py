@@ -350,14 +350,17 @@ class _Job:
         sb, self.sandbox = self.sandbox, None
         made_up = self.cap.made_up
         stopped = loops.stopped_text(display_path)
+        stacks = loops.stacks_report(display_path)
         writes = []
         if sb is not None:
             sb.close()
             writes = [{"path": c.path, "kind": c.kind} for c in sb.changes()]
-        if made_up is not None or writes or stopped:
+        if made_up is not None or writes or stopped or stacks:
             where = (f"`{made_up.method}` at {display_path(made_up.path)}:{made_up.line}"
                      if made_up is not None else None)
             self.report.dry_run = {"made_up": where, "writes": writes}
+            if stacks:
+                self.report.dry_run["stacked"] = stacks
             if stopped:
                 self.report.dry_run["stopped"] = stopped
                 self.report.dry_run["steps"] = [

@@ -130,3 +130,15 @@ def user_frames(skip: int = 1) -> list[Any]:
 def is_user_file(filename: str) -> bool:
     """Whether ``filename`` is the user's code (not a library, shapecheck or ``<string>``)."""
     return not filename.startswith("<") and not filename.startswith(SKIP_PREFIXES)
+
+
+def called_by_user(skip: int = 1) -> bool:
+    """Whether the caller of the calling function is the user's code (AutoGraph's
+    call machinery in between is looked through), not a library's."""
+    frame = sys._getframe(skip + 1)
+    while frame is not None and os.sep + "autograph" + os.sep in frame.f_code.co_filename:
+        frame = frame.f_back
+    if frame is None:
+        return False
+    filename = os.path.abspath(frame.f_code.co_filename)
+    return filename in GENERATED or is_user_file(filename)

@@ -25,8 +25,7 @@ from typing import Any
 
 from shapecheck.script import frames
 
-DEFAULT_STEPS = 2
-STEPS_ENV = "SHAPECHECK_LOOP_STEPS"  # the parent's --steps, for the child
+from shapecheck.script.protocol import DEFAULT_STEPS, STEPS_ENV
 
 
 class LoopStopped(BaseException):
@@ -55,7 +54,8 @@ class State:
     functions: list[Any] = field(default_factory=list)  # tf.functions running, innermost last
     stopped: tuple | None = None  # (steps run, path, line, "loop" | "training step")
     stacked: Any = field(default_factory=weakref.WeakValueDictionary)  # id -> tensor
-    axis_names: dict[int, str] = field(default_factory=dict)  # id(stacked tensor) -> name
+    axis_names: dict[int, list[str]] = field(default_factory=dict)  # id -> leading names
+    stacks: dict[tuple, dict] = field(default_factory=dict)  # (path, line) -> its record
 
 
 STATE = State()
@@ -277,11 +277,12 @@ def _patch_tensorflow() -> None:
 
     def ta_write(self: Any, index: Any, value: Any, name: Any = None) -> Any:
         out = write(self, index, value, name=name)
-        loop = enclosing_loop(1)
+        loop = enclosing_loop(1) if frames.called_by_user(1) else None
         if loop is not None and loop.count:
             for arr in (self, out):
                 try:
                     arr._shapecheck_loop = loop
+                    arr._shapecheck_inner = axis_names(value)
                 except Exception:
                     pass
         return out
@@ -289,11 +290,27 @@ def _patch_tensorflow() -> None:
     def ta_stack(self: Any, name: Any = None) -> Any:
         out = stack(self, name=name)
         loop = getattr(self, "_shapecheck_loop", None)
-        if loop is not None:
-            name_axis(out, loop.count)
+        if loop is not None and frames.called_by_user(1):
+            stacked(out, [loop.count, *getattr(self, "_shapecheck_inner", [])])
         return out
 
     ta.write, ta.stack = ta_write, ta_stack
+
+    import tensorflow as tf
+
+    tf_stack = tf.stack
+
+    @functools.wraps(tf_stack)
+    def stack_list(values: Any, axis: int = 0, name: str = "stack") -> Any:
+        out = tf_stack(values, axis=axis, name=name)
+        if axis == 0 and isinstance(values, list) and values and frames.called_by_user(1):
+            path, line = _place(1)
+            count = list_loop(path, line) if path else None
+            if count:
+                stacked(out, [count, *axis_names(values[0])])
+        return out
+
+    tf.stack = stack_list
 
 
 def _map_autograph() -> None:
@@ -319,17 +336,75 @@ def _map_autograph() -> None:
     transpiler.PyToPy.transform_function = transform_function
 
 
-def name_axis(tensor: Any, name: str) -> None:
-    """Remember that axis 0 of ``tensor`` counts the steps of a loop, ``name``."""
+def stacked(tensor: Any, names: list[str]) -> None:
+    """``tensor`` stacks a loop's steps: its leading axes count the steps of the loops
+    ``names`` (outer first). Recorded for the report at the user's line."""
     try:
         STATE.stacked[id(tensor)] = tensor
     except TypeError:  # no weak reference to it: not named
         return
-    STATE.axis_names[id(tensor)] = name
+    STATE.axis_names[id(tensor)] = list(names)
+    path, line = _place(2)
+    shape = getattr(tensor, "shape", None)
+    if path is None or shape is None or (path, line) in STATE.stacks:
+        return
+    try:
+        sizes = [None if d is None else int(d) for d in shape]
+    except (TypeError, ValueError):
+        return
+    named: list[Any] = list(names) + sizes[len(names):]
+    STATE.stacks[(path, line)] = {"path": path, "line": line, "shape": named,
+                                  "dims": {n: s for n, s in zip(names, sizes)
+                                           if s is not None}}
+
+
+def axis_names(tensor: Any) -> list[str]:
+    """The loop names of the leading axes of a stacked ``tensor`` (outer first)."""
+    if STATE.stacked.get(id(tensor)) is tensor:
+        return list(STATE.axis_names.get(id(tensor), []))
+    return []
 
 
 def axis_name(tensor: Any) -> str | None:
     """The loop name of axis 0 of a stacked ``tensor``, if it is one."""
-    if STATE.stacked.get(id(tensor)) is tensor:
-        return STATE.axis_names.get(id(tensor))
-    return None
+    names = axis_names(tensor)
+    return names[0] if names else None
+
+
+def list_loop(path: str, line: int) -> str | None:
+    """For ``tf.stack(outs)`` on ``line``: the count of the loop (in the same function)
+    whose body appends to ``outs``."""
+    tree = _parsed(path)
+    if tree is None:
+        return None
+    call = next((n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno == line
+                 and n.args and isinstance(n.args[0], ast.Name)
+                 and ast.unparse(n.func).endswith("stack")), None)
+    if call is None:
+        return None
+    name = call.args[0].id
+    best = None
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.For, ast.AsyncFor)) or node.lineno > line:
+            continue
+        appends = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                      and n.func.attr in ("append", "extend")
+                      and isinstance(n.func.value, ast.Name) and n.func.value.id == name
+                      for n in ast.walk(node))
+        if appends and (best is None or node.lineno > best.lineno):
+            best = node
+    return _count(best.iter) if best is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str) -> ast.Module | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def stacks_report(show: Any) -> list[dict]:
+    """The tensors stacked over loops, for the report: path, line, shape, dims."""
+    return [{**r, "path": show(r["path"])} for r in STATE.stacks.values()]

@@ -28,7 +28,8 @@ class Operand:
     model: str | None = None  # a model's output: the model, its output layer and index
     layer: str | None = None
     index: int = 0
-    axis0: str | None = None  # axis 0 counts a loop's steps (a stacked TensorArray)
+    axes: list[str] = field(default_factory=list)  # leading axes counting loops' steps
+    loop: str | None = None  # a TensorArray written in a loop: what the loop counts
     element: list[Any] | None = None  # a TensorArray's element shape
     items: list[list[Any]] = field(default_factory=list)  # a list's tensors' shapes
     named: list[Any] | None = None  # a model's output: its symbolic shape ("batch", 4)
@@ -209,7 +210,8 @@ def describe(name: str, value: Any, path: str, line: int,
         element = _shape(type("S", (), {"shape": value.element_shape})())
         loop = getattr(value, "_shapecheck_loop", None)
         return Operand(name, [], "TensorArray", _origin(name, value, path, line, scope),
-                       element=element, axis0=loop.count if loop is not None else None)
+                       element=element, loop=loop.count if loop is not None else None,
+                       axes=list(getattr(value, "_shapecheck_inner", []) or []))
     if isinstance(value, (list, tuple)) and value and \
             all(_shape(v) is not None and not isinstance(v, (int, float)) for v in value):
         items = [_shape(v) for v in value]
@@ -221,7 +223,7 @@ def describe(name: str, value: Any, path: str, line: int,
     if shape is None:
         return None
     op = Operand(name, shape, _kind(value), _origin(name, value, path, line, scope),
-                 axis0=loops.axis_name(value))
+                 axes=loops.axis_names(value))
     made = output_of(value)
     if made is not None:
         op.model, op.layer, op.index = made.model, made.layer, made.index

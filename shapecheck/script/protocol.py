@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 DEFAULT_TIMEOUT = 300.0  # seconds a script may run
 RUN_ENV = "SHAPECHECK_RUN"  # the --run options, as JSON, for the child
+STEPS_ENV = "SHAPECHECK_LOOP_STEPS"  # --steps: a training loop's dry-run steps
+DEFAULT_STEPS = 2
 
 # The child's stream, next to its result file: one JSON line per event, and the
 # last checkpoint of the analysis ({"report": FileReport, "recorded": n}).
@@ -37,11 +39,13 @@ def analysis_limit(n_models: int, run: Any = None) -> float:
     return 300.0 + n_models * per_model
 
 
-def child_env(run: Any = None) -> dict[str, str]:
-    """The child's environment: quiet TensorFlow, the ``--run`` options."""
+def child_env(run: Any = None, steps: int = DEFAULT_STEPS) -> dict[str, str]:
+    """The child's environment: quiet TensorFlow, the ``--run`` options, the steps a
+    hand-written training loop runs."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONUNBUFFERED"] = "1"
+    env[STEPS_ENV] = str(int(steps))
     env.pop(RUN_ENV, None)
     if run is not None:
         env[RUN_ENV] = json.dumps(run.to_dict())

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator
 
 from shapecheck.report import display_path
 from shapecheck.report import FileReport, ModelEntry, ScriptError
-from shapecheck.script.protocol import (CHECKPOINT_SUFFIX, DEFAULT_TIMEOUT, EVENTS_SUFFIX,
+from shapecheck.script.protocol import (CHECKPOINT_SUFFIX, DEFAULT_STEPS, DEFAULT_TIMEOUT,
+                                        EVENTS_SUFFIX,
                                         child_command, child_env, timeout_message)
 from shapecheck.script.saved import is_saved_model
 
@@ -346,11 +347,13 @@ def _tail(text: str, lines: int) -> str:
 
 def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
                args: list[str] | tuple[str, ...] = (), run: Any = None,
-               startup_timeout: float = STARTUP_TIMEOUT) -> FileReport:
+               startup_timeout: float = STARTUP_TIMEOUT,
+               steps: int = DEFAULT_STEPS) -> FileReport:
     """Check one script: run it under capture in a child process (a saved
     ``.keras``/``.h5`` model is loaded there instead: :mod:`shapecheck.script.saved`).
 
     ``run`` (:class:`shapecheck.verify.execute.RunOptions`) executes each model too.
+    ``steps``: a hand-written training loop is stopped after that many steps.
     ``timeout`` counts the script's own time (loading, for a saved model), from
     the end of the child's start-up, which has ``startup_timeout``.  Whatever
     ends the child (a limit, a crash, a signal, :data:`STOP`), the report has
@@ -376,7 +379,7 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
         events = Events(result + EVENTS_SUFFIX)
         start = time.monotonic()
         ending, text = _run_child(cmd, run, lambda now: events.overdue(
-            now, start, timeout, startup_timeout), events)
+            now, start, timeout, startup_timeout), events, steps)
         return _file_report(path, result, events, ending, text, timeout=timeout,
                             startup_timeout=startup_timeout, saved=saved)
 
@@ -426,11 +429,12 @@ def _file_report(path: str, result: str, events: Events, ending: _Ending, text: 
     return report
 
 
-def _run_child(cmd: list[str], run: Any, overdue: Any, events: "Events") -> tuple[Any, str]:
+def _run_child(cmd: list[str], run: Any, overdue: Any, events: "Events",
+               steps: int = DEFAULT_STEPS) -> tuple[Any, str]:
     """Start the child in a session of its own, supervise it until it ends (a limit
     from ``overdue``, a signal to us), leave no process of it; its ending and output."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=child_env(run),
+                            stdin=subprocess.DEVNULL, env=child_env(run, steps),
                             start_new_session=True)
     with STOP.lock:
         STOP.procs.add(proc)
@@ -451,7 +455,7 @@ def _run_child(cmd: list[str], run: Any, overdue: Any, events: "Events") -> tupl
 
 
 def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                         run: Any = None) -> list[FileReport]:
+                         run: Any = None, steps: int = DEFAULT_STEPS) -> list[FileReport]:
     """Check several scripts one after another in one child process.
 
     Faster than :func:`check_file` per script (Keras is imported once) but the
@@ -463,7 +467,7 @@ def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
         cmd = child_command("--stream", "--many", tmp, *paths)
         start = time.monotonic()
         ending, text = _run_child(cmd, run, lambda now: "timeout" if now > start + timeout
-                                  else None, Events(os.devnull))
+                                  else None, Events(os.devnull), steps)
         out: list[FileReport] = []
         ended: str | None = None  # the script during which the child ended
         for i, path in enumerate(paths):
@@ -529,12 +533,13 @@ def check_paths(paths: list[str], settings: Any = None,
     scripts = expand(paths)
     timeout = getattr(settings, "timeout", DEFAULT_TIMEOUT)
     run = settings.run_options() if settings is not None else None
+    steps = getattr(settings, "steps", DEFAULT_STEPS)
     jobs = getattr(settings, "jobs", None) or os.cpu_count() or 1
 
     def one(path: str) -> FileReport:
         if os.path.isdir(path):
             return _failed(path, "not-a-script", f"{path}: a folder with no Python scripts")
-        return check_file(path, timeout=timeout, args=args, run=run)
+        return check_file(path, timeout=timeout, args=args, run=run, steps=steps)
 
     if len(scripts) == 1 or jobs == 1:
         return [one(p) for p in scripts]
