@@ -80,11 +80,12 @@ INSTALLED = False
 def reset() -> Capture:
     """A fresh record (one per script)."""
     global CAPTURE
-    from shapecheck.script import loops, operands
+    from shapecheck.script import datacalls, loops, operands
 
     CAPTURE = Capture()
     loops.reset()
     operands.reset()
+    datacalls.reset()
     return CAPTURE
 
 
@@ -335,6 +336,8 @@ def build_from_data(model: Any, feeds: list[Any]) -> None:
     `Reshape`."""
     from keras import Sequential
 
+    from shapecheck.script import trace
+
     if not isinstance(model, Sequential) or getattr(model, "_functional", None) is not None:
         return
     first = next((b.x for f in feeds for b in f.batches if b.x is not None), None)
@@ -355,41 +358,11 @@ def build_from_data(model: Any, feeds: list[Any]) -> None:
             _ACTIVE.pop()
         if getattr(model, "_functional", None) is not None:
             return
-        _unbuild(model)
+        trace.unbuild(model)
     try:
         model.build((None,) + sizes)
     except Exception:  # what Keras refuses was recorded as a finding
         pass
-
-
-def _unbuild(model: Any) -> None:
-    """Undo a Sequential build that failed: its prepended input layer goes. Layers
-    built before the failing one keep their weights, which did not depend on the
-    unknown axes (or they would have refused)."""
-    from keras.layers import InputLayer
-
-    layers = model._layers
-    if layers and isinstance(layers[0], InputLayer):
-        model._layers = layers[1:]
-    model._functional = None
-    model.built = False
-    for layer in model._layers:
-        if not layer.built:
-            _unbuild_parts(layer)
-
-
-def _unbuild_parts(layer: Any) -> None:
-    """A layer whose build failed may have marked a part built before that part made
-    its weights (an RNN cell's `build` calls `Layer.build` first): such a part,
-    built but holding no weights, is built again with the layer. A Sequential part
-    without an input shape whose build failed forgets the shape it was tried with."""
-    from keras import Sequential
-
-    for part in layer._flatten_layers(include_self=False, recursive=True):
-        if isinstance(part, Sequential) and getattr(part, "_functional", None) is None:
-            _unbuild(part)
-        elif part.built and not part.weights:
-            part.built = False
 
 
 def _trace_on_build(model: Any) -> None:
@@ -430,53 +403,19 @@ def trace_from_call(model: Any, args: tuple, kwargs: dict) -> None:
         trace_model(model, spec)
 
 
-CALLS_KEPT = 3  # distinct input shapes kept per call site of a model on data
-
-
 def record_data_call(layer: Any, args: tuple, kwargs: dict) -> bool:
-    """A user's call of a layer or model on data, outside ``fit`` (``model(x)`` in a
-    loop, under a tape, in a ``tf.function`` being traced): its variables are kept to
-    be put back, and a model's inputs become a feed of their own, bound and checked
-    as a batch of ``predict`` is. Whether it was a call on data."""
-    from keras import KerasTensor, Model, tree
+    """A user's call of a layer or model on data, outside ``fit``: a model's inputs
+    become a feed of their own (:mod:`shapecheck.script.datacalls`). Whether it was a
+    call on data."""
+    from shapecheck.script import datacalls
 
-    from shapecheck.script import loops, trace
-
-    x = args[0] if args else kwargs.get("inputs", kwargs.get("x"))
-    leaves = tree.flatten(x) if x is not None else []
-    if not leaves or any(isinstance(v, KerasTensor) for v in leaves) or \
-            not all(hasattr(v, "shape") for v in leaves):
+    seen = datacalls.on_data(layer, args, kwargs)
+    if seen is None:
         return False
-    if trace.concrete(x):
-        loops.remember(layer)
-    elif not any(type(v).__name__ == "SymbolicTensor" for v in leaves):
-        return False
-    if not isinstance(layer, Model):
-        return True
-    from shapecheck.data.feeds import call_feed
-
-    path, line = user_site(3)
-    mine = [c for c in CAPTURE.data_calls
-            if c.method == "call" and c.model is layer and (c.path, c.line) == (path, line)]
-    if len(mine) >= CALLS_KEPT:
-        return True
-    try:
-        feed = call_feed(x, path, line, f"call {len(mine) + 1}")
-    except Exception:  # our own limits: the call is not checked as data
-        return True
-    if feed is None:
-        return True
-    key = repr(_shapes_of(feed.batches[0].x))
-    if any(repr(_shapes_of(c.feeds[0].batches[0].x)) == key for c in mine):
-        return True
-    CAPTURE.data_calls.append(DataCall(layer, "call", path, line, (), {}, [feed]))
+    if seen.feed is not None:
+        CAPTURE.data_calls.append(DataCall(layer, "call", seen.path, seen.line, (), {},
+                                           [seen.feed]))
     return True
-
-
-def _shapes_of(described: Any) -> Any:
-    from shapecheck.data.values import map_leaves
-
-    return map_leaves(lambda v, _: getattr(v, "shape", None), described, "x")
 
 
 def trace_step(model: Any, call: DataCall) -> None:
@@ -632,7 +571,7 @@ def trace_model(model: Any, spec: Any) -> None:
             _TRACING.pop()
             if not final:
                 _TRIAL.pop()
-        _unbuild_parts(model)
+        trace.unbuild_parts(model)
 
 
 @contextmanager

@@ -294,9 +294,10 @@ def _patch_tensorflow() -> None:
             stacked(out, [loop.count, *getattr(self, "_shapecheck_inner", [])])
         return out
 
-    ta.write, ta.stack = ta_write, ta_stack
-
     import tensorflow as tf
+
+    keep = tf.autograph.experimental.do_not_convert  # AutoGraph runs them as they are
+    ta.write, ta.stack = keep(ta_write), keep(ta_stack)
 
     tf_stack = tf.stack
 
@@ -310,7 +311,7 @@ def _patch_tensorflow() -> None:
                 stacked(out, [count, *axis_names(values[0])])
         return out
 
-    tf.stack = stack_list
+    tf.stack = keep(stack_list)
 
 
 def _map_autograph() -> None:

@@ -477,3 +477,33 @@ def reason_for(err: BaseException) -> str:
         return (f"`call` needs the values of its inputs, which tracing does not have "
                 f"({type(err).__name__}: {text})")
     return f"`call` raised {type(err).__name__} while traced: {text}"
+
+
+def unbuild(model: Any) -> None:
+    """Undo a Sequential build that failed: its prepended input layer goes. Layers
+    built before the failing one keep their weights, which did not depend on the
+    unknown axes (or they would have refused)."""
+    from keras.layers import InputLayer
+
+    layers = model._layers
+    if layers and isinstance(layers[0], InputLayer):
+        model._layers = layers[1:]
+    model._functional = None
+    model.built = False
+    for layer in model._layers:
+        if not layer.built:
+            unbuild_parts(layer)
+
+
+def unbuild_parts(layer: Any) -> None:
+    """A layer whose build failed may have marked a part built before that part made
+    its weights (an RNN cell's `build` calls `Layer.build` first): such a part,
+    built but holding no weights, is built again with the layer. A Sequential part
+    without an input shape whose build failed forgets the shape it was tried with."""
+    from keras import Sequential
+
+    for part in layer._flatten_layers(include_self=False, recursive=True):
+        if isinstance(part, Sequential) and getattr(part, "_functional", None) is None:
+            unbuild(part)
+        elif part.built and not part.weights:
+            part.built = False
