@@ -186,3 +186,19 @@ def test_stack_of_unequal_steps_is_found_at_the_stack(tmp_path):
     assert d.shapes == {"outs[0]": [2, 3, 4], "outs[1]": [2, 5, 4], "outs[2]": [2, 2, 4]}
     assert "pad them" in d.hint
     assert Report([report]).exit_code == 1
+
+
+def test_console_says_where_the_script_stopped_without_the_traceback(reports):
+    import io
+
+    from rich.console import Console
+
+    from shapecheck.render.console import render
+
+    buf = io.StringIO()
+    render(Report([reports["seed002_target_width.py"]]),
+           Console(file=buf, width=300, color_system=None), tables=False)
+    out = buf.getvalue()
+    assert "seed002_target_width.py:79 (InvalidArgumentError); a finding below says why" in out
+    assert "Traceback (most recent call last)" not in out
+    assert "error[SC903 op-shape-error]" in out

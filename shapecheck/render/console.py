@@ -158,6 +158,12 @@ def render_error(console: Console, f: FileReport) -> None:
     name = escape(f.path or "<model>")
     if f.status == "failed":
         console.print(f"[bold red]✗ {name}: could not be checked ({escape(err.kind)})[/]")
+    elif err.path and err.line and any(d.path == err.path and d.line == err.line
+                                       and d.severity == "error" for d in f.diagnostics):
+        raised = (err.exception or err.kind).split(":", 1)[0].rsplit(".", 1)[-1]
+        console.print(f"[bold yellow]{name}: the script stopped at {escape(err.path)}:"
+                      f"{err.line} ({escape(raised)}); a finding below says why[/]")
+        return
     else:
         console.print(f"[bold yellow]{name}: the script stopped after the findings below "
                       f"({escape(err.kind)})[/]")
