@@ -202,3 +202,22 @@ def test_console_says_where_the_script_stopped_without_the_traceback(reports):
     assert "seed002_target_width.py:79 (InvalidArgumentError); a finding below says why" in out
     assert "Traceback (most recent call last)" not in out
     assert "error[SC903 op-shape-error]" in out
+
+
+def test_a_sliced_operand_shows_the_slice_it_takes(tmp_path):
+    script = _script(tmp_path, """
+        import numpy as np
+        import tensorflow as tf
+        import keras
+
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+        x = np.random.rand(64, 8).astype("float32")
+        y = np.random.rand(64, 4).astype("float32")
+        for i in range(0, 64, 16):
+            out = model(x[i:i + 16])
+            loss = keras.losses.mean_squared_error(y[i:i + 16], out)
+    """)
+    d = next(d for d in check_file(script, timeout=300).diagnostics if d.code == "SC903")
+    assert d.line == 11
+    assert d.shapes == {"y[i:i + 16]": [16, 4], "out": ["batch", 3]}
+    assert "axis 1: 4 vs 3" in d.hint and "axis 0" not in d.hint

@@ -135,8 +135,19 @@ def statement_at(path: str, line: int) -> Any:
     return _innermost(tree, line, (ast.stmt,)) if tree is not None else None
 
 
-def _names(stmt: ast.AST) -> list[str]:
-    """Names the statement reads, in order, once each (not those it only assigns)."""
+_SAFE = (ast.Slice, ast.Constant, ast.Name, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.Load,
+         ast.operator, ast.unaryop)
+
+
+def _safe_subscript(node: ast.AST) -> bool:
+    """``y[i:i + 16]``, ``x[:, t]``: a name sliced by names and numbers (no call)."""
+    return isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and \
+        all(isinstance(n, _SAFE) for n in ast.walk(node.slice))
+
+
+def _names(stmt: ast.AST) -> list[tuple[str, str]]:
+    """``(expression, its base name)`` the statement reads, in order, once each: names,
+    and names sliced by names and numbers (not what it only assigns)."""
     if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With)):
         parts: list[ast.AST] = [getattr(stmt, "iter", None) or getattr(stmt, "test", None)
                                 or stmt]
@@ -146,19 +157,20 @@ def _names(stmt: ast.AST) -> list[str]:
         return []
     else:
         parts = [stmt]
-    seen: list[str] = []
+    found: dict[str, tuple[tuple[int, int], str]] = {}
+    inside: set[int] = set()  # the Name nodes a kept subscript holds
+    for part in parts:
+        for node in ast.walk(part):
+            if _safe_subscript(node) and isinstance(node.ctx, ast.Load):
+                inside |= {id(n) for n in ast.walk(node) if n is not node}
+                found.setdefault(ast.unparse(node), ((node.lineno, node.col_offset),
+                                                     node.value.id))
     for part in parts:
         for node in ast.walk(part):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
-                    node.id not in seen:
-                seen.append(node.id)
-    order = {n: i for i, n in enumerate(seen)}
-    positions = {}
-    for part in parts:
-        for node in ast.walk(part):
-            if isinstance(node, ast.Name) and node.id in order:
-                positions.setdefault(node.id, (node.lineno, node.col_offset))
-    return sorted(seen, key=lambda n: positions.get(n, (0, 0)))
+                    id(node) not in inside:
+                found.setdefault(node.id, ((node.lineno, node.col_offset), node.id))
+    return [(text, base) for text, (_, base) in sorted(found.items(), key=lambda i: i[1][0])]
 
 
 def operands_at(err: BaseException) -> tuple[str | None, int | None, list[Operand]]:
@@ -171,14 +183,24 @@ def operands_at(err: BaseException) -> tuple[str | None, int | None, list[Operan
     if stmt is None:
         return path, line, []
     out = []
-    for name in _names(stmt):
-        if name in frame.f_locals:
-            value = frame.f_locals[name]
-        elif name in frame.f_globals:
-            value = frame.f_globals[name]
+    for text, base in _names(stmt):
+        if text == base:
+            if text in frame.f_locals:
+                value = frame.f_locals[text]
+            elif text in frame.f_globals:
+                value = frame.f_globals[text]
+            else:
+                continue
         else:
-            continue
-        op = describe(name, value, path, line, frame.f_locals)
+            held = frame.f_locals.get(base, frame.f_globals.get(base))
+            if not (hasattr(held, "shape") and hasattr(held, "dtype")):
+                continue  # only arrays and tensors are sliced: their slicing changes nothing
+            try:  # a slice of an array by names and numbers
+                value = eval(compile(text, "<operand>", "eval"), frame.f_globals,
+                             dict(frame.f_locals))
+            except Exception:
+                continue
+        op = describe(text, value, path, line, frame.f_locals, base=base)
         if op is not None:
             out.append(op)
     return path, line, out
@@ -204,25 +226,27 @@ def _kind(value: Any) -> str:
 
 
 def describe(name: str, value: Any, path: str, line: int,
-             scope: dict[str, Any]) -> Operand | None:
-    """``value`` held by ``name`` as an operand; None when it is no array."""
+             scope: dict[str, Any], base: str | None = None) -> Operand | None:
+    """``value`` held by ``name`` (an expression on ``base``) as an operand; None when
+    it is no array."""
+    base = base or name
     if all(hasattr(value, a) for a in ("element_shape", "write", "stack")):  # a TensorArray
         element = _shape(type("S", (), {"shape": value.element_shape})())
         loop = getattr(value, "_shapecheck_loop", None)
-        return Operand(name, [], "TensorArray", _origin(name, value, path, line, scope),
+        return Operand(name, [], "TensorArray", _origin(base, value, path, line, scope),
                        element=element, loop=loop.count if loop is not None else None,
                        axes=list(getattr(value, "_shapecheck_inner", []) or []))
     if isinstance(value, (list, tuple)) and value and \
             all(_shape(v) is not None and not isinstance(v, (int, float)) for v in value):
         items = [_shape(v) for v in value]
         return Operand(name, [], f"{type(value).__name__} of {len(value)} tensors",
-                       _origin(name, value, path, line, scope), items=items)
+                       _origin(base, value, path, line, scope), items=items)
     if isinstance(value, (bool, int, float, str, bytes)) or not hasattr(value, "dtype"):
         return None
     shape = _shape(value)
     if shape is None:
         return None
-    op = Operand(name, shape, _kind(value), _origin(name, value, path, line, scope),
+    op = Operand(name, shape, _kind(value), _origin(base, value, path, line, scope),
                  axes=loops.axis_names(value))
     made = output_of(value)
     if made is not None:
