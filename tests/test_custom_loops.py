@@ -221,3 +221,31 @@ def test_a_sliced_operand_shows_the_slice_it_takes(tmp_path):
     assert d.line == 11
     assert d.shapes == {"y[i:i + 16]": [16, 4], "out": ["batch", 3]}
     assert "axis 1: 4 vs 3" in d.hint and "axis 0" not in d.hint
+
+
+def test_a_subclassed_models_output_is_shown_in_named_dims(tmp_path):
+    script = _script(tmp_path, """
+        import numpy as np
+        import keras
+        from keras import layers
+
+        class Net(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.body = layers.Dense(16)
+                self.head = layers.Dense(3)
+
+            def call(self, x):
+                return self.head(self.body(x))
+
+        model = Net()
+        x = np.random.rand(32, 8).astype("float32")
+        y = np.random.rand(32, 4).astype("float32")
+        out = model(x)
+        loss = keras.ops.mean(keras.ops.square(out - y))
+    """)
+    d = next(d for d in check_file(script, timeout=300).diagnostics if d.code == "SC903")
+    assert d.line == 19
+    assert d.shapes == {"out": ["batch", 3], "y": [32, 4]}
+    assert d.dims == {"batch": 32}
+    assert "the output of model `net`" in d.message

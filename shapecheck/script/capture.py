@@ -163,7 +163,9 @@ def install() -> Capture:
             if on_data:
                 from shapecheck.script import operands
 
-                operands.note_outputs(self, out, user_site(2))
+                traced = CAPTURE.traces.get(id(self))  # a subclassed model: its graph
+                operands.note_outputs(self, out, user_site(2),
+                                      getattr(traced, "functional", None))
             return out
 
         call.__name__ = method

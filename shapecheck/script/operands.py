@@ -52,15 +52,17 @@ def reset() -> None:
     _OUTPUTS.clear()
 
 
-def note_outputs(layer: Any, out: Any, site: tuple[str | None, int | None]) -> None:
-    """Remember ``out`` as the outputs of ``layer`` called at ``site`` (weakly)."""
+def note_outputs(layer: Any, out: Any, site: tuple[str | None, int | None],
+                 graph: Any = None) -> None:
+    """Remember ``out`` as the outputs of ``layer`` called at ``site`` (weakly);
+    ``graph``: the traced graph of a subclassed model, whose output layers name them."""
     from keras import tree
 
     try:
         leaves = tree.flatten(out)
     except Exception:
         return
-    names = _output_layers(layer, len(leaves))
+    names = _output_layers(graph if graph is not None else layer, len(leaves))
     for i, t in enumerate(leaves):
         try:
             ref = weakref.ref(t, lambda _, k=id(t): _OUTPUTS.pop(k, None))
