@@ -78,10 +78,8 @@ def reset(limit: int | None = None) -> State:
 @functools.lru_cache(maxsize=64)
 def _loops_in(path: str) -> tuple[tuple[int, int, str | None], ...]:
     """``(first line, last line, count)`` of every loop statement in ``path``."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            tree = ast.parse(fh.read())
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+    tree = parsed(path)
+    if tree is None:
         return ()
     out = []
     for node in ast.walk(tree):
@@ -375,7 +373,7 @@ def axis_name(tensor: Any) -> str | None:
 def list_loop(path: str, line: int) -> str | None:
     """For ``tf.stack(outs)`` on ``line``: the count of the loop (in the same function)
     whose body appends to ``outs``."""
-    tree = _parsed(path)
+    tree = parsed(path)
     if tree is None:
         return None
     call = next((n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno == line
@@ -398,7 +396,8 @@ def list_loop(path: str, line: int) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _parsed(path: str) -> ast.Module | None:
+def parsed(path: str) -> ast.Module | None:
+    """The user's file ``path`` parsed (once); None when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as fh:
             return ast.parse(fh.read())

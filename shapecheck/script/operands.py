@@ -8,7 +8,6 @@ alive); when the script raises, :func:`operands_at` reads the raising frame's na
 from __future__ import annotations
 
 import ast
-import functools
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -112,15 +111,6 @@ def raising_frame(err: BaseException) -> tuple[Any, str, int] | None:
     return found
 
 
-@functools.lru_cache(maxsize=32)
-def _tree(path: str) -> ast.Module | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return ast.parse(fh.read())
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
-        return None
-
-
 def _innermost(tree: ast.AST, line: int, kinds: tuple[type, ...]) -> Any:
     best = None
     for node in ast.walk(tree):
@@ -133,7 +123,7 @@ def _innermost(tree: ast.AST, line: int, kinds: tuple[type, ...]) -> Any:
 
 def statement_at(path: str, line: int) -> Any:
     """The innermost statement of ``path`` on ``line``."""
-    tree = _tree(path)
+    tree = loops.parsed(path)
     return _innermost(tree, line, (ast.stmt,)) if tree is not None else None
 
 
@@ -278,7 +268,7 @@ def _origin(name: str, value: Any, path: str, line: int, scope: dict[str, Any]) 
 def assignment(path: str, line: int, name: str) -> tuple[int, str] | None:
     """Where ``name`` was last given its value before ``line``, in the function (or
     module) around it: ``(line, "assigned")``, or ``(line of the def, "argument")``."""
-    tree = _tree(path)
+    tree = loops.parsed(path)
     if tree is None:
         return None
     scope = _innermost(tree, line, (ast.FunctionDef, ast.AsyncFunctionDef)) or tree
