@@ -39,14 +39,31 @@ from typing import Any
 SCHEMA = "shapecheck/1"
 
 
+BASE_DIR: str | None = None  # the folder paths are shown from (None: the working directory)
+
+
 def display_path(path: str | None, base: str | None = None) -> str | None:
-    """``path`` relative to ``base`` (the working directory) when inside it."""
+    """``path`` relative to ``base`` (:data:`BASE_DIR`, else the working directory) when
+    inside it."""
     if path is None:
         return None
-    base = os.path.abspath(base or os.getcwd())
+    base = os.path.abspath(base or BASE_DIR or os.getcwd())
     full = os.path.abspath(path)
     rel = os.path.relpath(full, base)
     return full if rel.startswith("..") else rel
+
+
+def place(path: str | None, line: int | None = None, cell: int | None = None,
+          col: int | None = None) -> str:
+    """Where a line is, as editors open it: ``model.py:12``, ``model.py:12:5``; in a
+    notebook ``nb.ipynb:cell 3:2`` (line 2 of the notebook's third cell)."""
+    if not path:
+        return ""
+    if not line:
+        return path
+    at = f"{path}:cell {cell}:{line}" if cell else f"{path}:{line}"
+    return f"{at}:{col}" if col else at
+
 
 JsonDim = int | str | None
 
@@ -63,17 +80,22 @@ class LayerEntry:
     # (an index into the model's "layers") and which of its outputs the tensor is
     sources: list[list[int]] = field(default_factory=list)
     model: str | None = None  # a nested model called as a layer: its name
+    cell: int | None = None  # in a notebook: the cell ``line`` counts in
 
     def to_dict(self) -> dict:
         return {"name": self.name, "class": self.cls, "line": self.line, "path": self.path,
                 "inputs": self.inputs, "output_shapes": self.output_shapes,
-                "sources": self.sources, "model": self.model}
+                "sources": self.sources, "model": self.model, "cell": self.cell}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerEntry":
         return cls(d["name"], d["class"], d.get("path"), d.get("line"), d.get("inputs", []),
                    d.get("output_shapes", []), [list(s) for s in d.get("sources", [])],
-                   d.get("model"))
+                   d.get("model"), d.get("cell"))
+
+    @property
+    def where(self) -> str:
+        return place(self.path, self.line, self.cell)
 
 
 @dataclass
@@ -113,9 +135,15 @@ class ModelEntry:
     run: dict | None = None
     checked: bool = True  # False: its graph could not be read (``reason`` says why)
     reason: str | None = None
+    cell: int | None = None  # in a notebook: the cell ``line`` counts in
+
+    @property
+    def where(self) -> str:
+        return place(self.path, self.line, self.cell)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line,
+                "cell": self.cell,
                 "checked": self.checked, "reason": self.reason,
                 "layers": [layer.to_dict() for layer in self.layers],
                 "dims": dict(self.dims), "minimums": dict(self.minimums),
@@ -131,7 +159,7 @@ class ModelEntry:
                    [ConstraintEntry(**c) for c in d.get("constraints", [])],
                    [NoteEntry(**n) for n in d.get("notes", [])],
                    dict(d.get("minimums", {})), list(d.get("data", [])), d.get("run"),
-                   bool(d.get("checked", True)), d.get("reason"))
+                   bool(d.get("checked", True)), d.get("reason"), d.get("cell"))
 
 
 @dataclass
@@ -145,6 +173,8 @@ class Location:
     layer: str | None = None
     source: str | None = None
     message: str = ""
+    cell: int | None = None  # in a notebook: the cell ``line`` counts in
+    notebook_line: int | None = None  # in a notebook: the line of the .ipynb file
 
     @classmethod
     def from_dict(cls, d: dict) -> "Location":
@@ -153,9 +183,7 @@ class Location:
 
     @property
     def where(self) -> str:
-        if not self.path:
-            return ""
-        return f"{self.path}:{self.line}" if self.line else self.path
+        return place(self.path, self.line, self.cell)
 
 
 @dataclass
@@ -181,6 +209,8 @@ class Diagnostic:
     argument: str | None = None  # the layer argument at fault: "return_sequences=True"
     related: list[Location] = field(default_factory=list)  # where the shape broke, ...
     also_in: list[str] = field(default_factory=list)  # other models with the same finding
+    cell: int | None = None  # in a notebook: the cell (1-based, every cell counted) of ``line``
+    notebook_line: int | None = None  # in a notebook: the line of the .ipynb file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,9 +224,7 @@ class Diagnostic:
 
     @property
     def where(self) -> str:
-        if not self.path:
-            return ""
-        return f"{self.path}:{self.line}" if self.line else self.path
+        return place(self.path, self.line, self.cell)
 
 
 @dataclass
@@ -210,6 +238,8 @@ class ScriptError:
     path: str | None = None  # the user's line where it was raised
     line: int | None = None
     source: str | None = None  # the text of that line
+    cell: int | None = None  # in a notebook: the cell ``line`` counts in
+    notebook_line: int | None = None  # in a notebook: the line of the .ipynb file
 
     @property
     def headline(self) -> str:
@@ -218,7 +248,7 @@ class ScriptError:
         first = [part.strip() for part in (self.exception or "").splitlines() if part.strip()]
         text = (first or lines or [self.kind])[0]
         if self.path and self.line:
-            text += f" (at {self.path}:{self.line}" + (
+            text += f" (at {place(self.path, self.line, self.cell)}" + (
                 f": `{self.source.strip()}`)" if self.source and self.source.strip() else ")")
         return text
 
@@ -258,6 +288,9 @@ class FileReport:
     # the dry run: {"made_up": "`fit` at m.py:9" | None, "writes": [{"path", "kind"}]}:
     # whose values were made up, and what the script wrote into the scratch folder
     dry_run: dict | None = None
+    # a notebook: {"code_cells": N, "skipped": [{"cell", "line", "notebook_line",
+    # "text", "why"}]}: the lines not run (shell commands, package installs)
+    notebook: dict | None = None
 
     def finish(self) -> "FileReport":
         """Set ``status`` and ``worst`` from the error, the findings and the models."""
@@ -288,7 +321,7 @@ class FileReport:
                 "error": asdict(self.error) if self.error else None,
                 "models": [m.to_dict() for m in self.models],
                 "diagnostics": [d.to_dict() for d in self.diagnostics],
-                "dry_run": self.dry_run}
+                "dry_run": self.dry_run, "notebook": self.notebook}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FileReport":
@@ -299,6 +332,7 @@ class FileReport:
                 [Diagnostic.from_dict(x) for x in d.get("diagnostics", [])])
         f.worst = d.get("worst", worst_severity(f.diagnostics))
         f.dry_run = d.get("dry_run")
+        f.notebook = d.get("notebook")
         return f
 
 

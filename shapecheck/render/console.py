@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shapecheck.report import Diagnostic, FileReport, Location, ModelEntry, Report
+from shapecheck.report import Diagnostic, FileReport, Location, ModelEntry, Report, place
 
 
 def _dim(d: object) -> str:
@@ -20,14 +20,8 @@ def shape_text(shape: list) -> str:
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
-def _site(path: str | None, line: int | None) -> str:
-    if path is None:
-        return ""
-    return f"{path}:{line}" if line else path
-
-
 def render_model(console: Console, model: ModelEntry) -> None:
-    where = _site(model.path, model.line)
+    where = model.where
     verb = "built at" if model.line else "loaded from"  # a saved model has no line
     title = f"model [bold]{escape(model.name)}[/] ({model.kind})" + (
         f" {verb} {escape(where)}" if where else "")
@@ -43,8 +37,9 @@ def render_model(console: Console, model: ModelEntry) -> None:
             table.add_column("Line", style="dim")
         for layer in model.layers:
             shapes = "\n".join(shape_text(s) for s in layer.output_shapes)
-            where = (str(layer.line or "") if layer.path == model.path
-                     else _site(layer.path, layer.line))
+            in_file = f"cell {layer.cell}:{layer.line}" if layer.cell and layer.line \
+                else str(layer.line or "")
+            where = in_file if layer.path == model.path else layer.where
             table.add_row(escape(layer.name), escape(layer.cls), escape(shapes),
                           *([escape(where)] if lines else []))
         console.print(table)
@@ -161,8 +156,9 @@ def render_error(console: Console, f: FileReport) -> None:
     elif err.path and err.line and any(d.path == err.path and d.line == err.line
                                        and d.severity == "error" for d in f.diagnostics):
         raised = (err.exception or err.kind).split(":", 1)[0].rsplit(".", 1)[-1]
-        console.print(f"[bold yellow]{name}: the script stopped at {escape(err.path)}:"
-                      f"{err.line} ({escape(raised)}); a finding below says why[/]")
+        console.print(f"[bold yellow]{name}: the script stopped at "
+                      f"{escape(place(err.path, err.line, err.cell))} ({escape(raised)}); "
+                      "a finding below says why[/]")
         return
     else:
         console.print(f"[bold yellow]{name}: the script stopped after the findings below "
@@ -170,7 +166,7 @@ def render_error(console: Console, f: FileReport) -> None:
     if err.exception:
         console.print(f"  [bold]{escape(err.exception.splitlines()[0])}[/]")
     if err.path and err.line:
-        console.print(f"  [blue]-->[/] {escape(err.path)}:{err.line}")
+        console.print(f"  [blue]-->[/] {escape(place(err.path, err.line, err.cell))}")
         if err.source and err.source.strip():
             console.print(f"  [blue]{err.line} |[/] {escape(err.source)}", soft_wrap=True)
     console.print(escape(err.message))
@@ -179,7 +175,7 @@ def render_error(console: Console, f: FileReport) -> None:
 def render_unchecked(console: Console, f: FileReport) -> None:
     """One line per model that could not be checked; one for a script with no model."""
     for m in f.unchecked_models:
-        where = _site(m.path, m.line)
+        where = m.where
         console.print(f"[yellow]○ model `{escape(m.name)}` ({escape(m.kind)})"
                       + (f" at {escape(where)}" if where else "")
                       + f" not checked[/]: {escape(m.reason or 'its graph could not be read')}")
@@ -201,8 +197,8 @@ def render_dry_run(console: Console, f: FileReport) -> None:
     for s in dry.get("stacked") or []:
         shape = "(" + ", ".join(str(d) for d in s["shape"]) + ")"
         sizes = ", ".join(f"{n} = {v}" for n, v in s.get("dims", {}).items())
-        console.print(f"[dim]note: stacked over loop steps at {escape(s['path'])}:"
-                      f"{s['line']}: {escape(shape)}" + (f" ({escape(sizes)})" if sizes else "")
+        at = place(s["path"], s["line"], s.get("cell"))
+        console.print(f"[dim]note: stacked over loop steps at {escape(at)}: {escape(shape)}" + (f" ({escape(sizes)})" if sizes else "")
                       + "[/]")
     writes = dry.get("writes") or []
     home = os.path.expanduser("~") + os.sep
@@ -220,6 +216,9 @@ def render_dry_run(console: Console, f: FileReport) -> None:
     for command in processes:
         console.print(f"[yellow]note: the script started a process whose writes are not "
                       f"sandboxed: {escape(command)}[/]")
+    for s in (f.notebook or {}).get("skipped") or []:
+        console.print(f"[dim]note: not run ({escape(s['why'])}): `{escape(s['text'])}` at "
+                      f"{escape(place(f.path, s.get('line'), s.get('cell')))}[/]")
 
 
 def render_file(console: Console, f: FileReport, *, tables: bool = True) -> None:

@@ -11,6 +11,10 @@ lines.  Every status but ``clean`` is told as well:
 - a script that raised after its error findings: a ``::notice`` at that line;
 - a model that could not be checked, a script that built no model: a ``::notice``.
 
+In a notebook an annotation is on the line of the ``.ipynb`` file that holds the
+cell's line (what GitHub shows of the file), with no column, and its title says the
+cell: ``SC601 batch-mismatch (cell 5, line 19)``.
+
 The summary line ends the output (a plain log line, not a command).
 """
 
@@ -41,13 +45,16 @@ def command(name: str, properties: dict[str, object], message: str) -> str:
 
 def annotation(d: Diagnostic) -> str:
     props: dict[str, object] = {"file": d.path}
-    if d.path and d.line:
+    if d.path and d.line and d.cell:
+        props["line"] = d.notebook_line
+    elif d.path and d.line:
         props["line"] = d.line
         if d.col:
             props["col"] = d.col
             if d.end_col:  # GitHub's end column is inclusive, as ours
                 props["endColumn"] = d.end_col
-    props["title"] = f"{d.code} {d.name}" if d.name else d.code
+    props["title"] = (f"{d.code} {d.name}" if d.name else d.code) + (
+        f" (cell {d.cell}, line {d.line})" if d.cell else "")
     message = d.message
     for r in d.related:
         message += f"\nnote: {r.message}: " + (f"`{r.layer}` at " if r.layer else "") + r.where
@@ -67,7 +74,7 @@ def failure(f: FileReport) -> str:
     err = f.error
     props: dict[str, object] = {"file": err.path or f.path}
     if err.path and err.line:
-        props["line"] = err.line
+        props["line"] = err.notebook_line if err.cell else err.line
     if f.status == "failed":
         name, title = "error", f"shapecheck could not check this script ({err.kind})"
     else:
@@ -78,7 +85,7 @@ def failure(f: FileReport) -> str:
 
 def unchecked(f: FileReport) -> list[str]:
     """A ``::notice`` per model not checked, and for a script that built no model."""
-    out = [command("notice", {"file": m.path, "line": m.line,
+    out = [command("notice", {"file": m.path, "line": None if m.cell else m.line,
                               "title": f"model `{m.name}` not checked"},
                    f"model `{m.name}` ({m.kind}) was not checked: "
                    f"{m.reason or 'its graph could not be read'}")

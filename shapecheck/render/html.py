@@ -17,7 +17,7 @@ from importlib import resources
 
 from shapecheck.render.svg import (DEFS, STYLE, Scene, Scenes, layers_of, lookup_in,
                                    scene_data, scene_markup, shape_text)
-from shapecheck.report import Diagnostic, Report
+from shapecheck.report import Diagnostic, Report, place
 
 _ERRORS = """
 document.documentElement.setAttribute("data-errors", "[]");
@@ -74,7 +74,7 @@ def _finding(i: int, d: Diagnostic, tab: int, base: str | None) -> str:
     where = ""
     if d.path:
         shown = d.path if d.path != base else os.path.basename(d.path)
-        where = f"{shown}:{d.line}" if d.line else shown
+        where = place(shown, d.line, d.cell)
     parts = [f'<li class="finding {escape(d.severity)}{" static" if tab < 0 else ""}" '
              f'data-finding="{i}">',
              '<div class="head">'

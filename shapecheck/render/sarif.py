@@ -3,7 +3,10 @@
 One run; ``tool.driver.rules`` is the whole rule catalog, each rule with its
 Markdown doc as help.  Each finding is a result at its file, line and columns
 (SARIF columns are 1-based like ours; SARIF's end column is exclusive, ours
-inclusive).  Findings with no file (``check_model``) have no location.
+inclusive).  Findings with no file (``check_model``) have no location.  In a
+notebook a region is the line of the ``.ipynb`` file that holds the cell's line, with
+no column (the cell and its line are in ``properties``: ``cell``, ``cell_line``,
+``notebook_line``).
 
 The other statuses:
 
@@ -83,7 +86,12 @@ def fingerprint(d: Diagnostic) -> str:
 def region(d: Diagnostic | Location) -> dict | None:
     if not d.line:
         return None
-    r: dict = {"startLine": d.line}
+    if d.cell:  # a notebook: the .ipynb file's line
+        r: dict = {"startLine": d.notebook_line or 1}
+        if d.source is not None:
+            r["snippet"] = {"text": d.source}
+        return r
+    r = {"startLine": d.line}
     if d.col:
         r["startColumn"] = d.col
         if d.end_col and d.end_col >= d.col:
@@ -125,6 +133,8 @@ def result(d: Diagnostic, rule_index: dict[str, int]) -> dict:
             props[name] = value
     if d.also_in:
         props["also_in"] = d.also_in
+    if d.cell:
+        props.update(cell=d.cell, cell_line=d.line, notebook_line=d.notebook_line)
     out["properties"] = props
     return out
 
@@ -142,7 +152,8 @@ def notification(f: FileReport) -> dict:
     if path:
         physical: dict = {"artifactLocation": artifact_location(path)}
         if err.path and err.line:
-            physical["region"] = {"startLine": err.line}
+            physical["region"] = {"startLine": err.notebook_line or 1 if err.cell
+                                  else err.line}
             if err.source is not None:
                 physical["region"]["snippet"] = {"text": err.source}
         n["locations"] = [{"physicalLocation": physical}]
@@ -170,7 +181,7 @@ def status_results(f: FileReport, first_index: int) -> list[dict]:
     out = [_status_result("not-checked", first_index,
                           f"model `{m.name}` ({m.kind}) was not checked: "
                           f"{m.reason or 'its graph could not be read'}",
-                          m.path or f.path, m.line,
+                          m.path or f.path, None if m.cell else m.line,
                           {"model": m.name, "kind": m.kind, "reason": m.reason})
            for m in f.unchecked_models]
     if f.no_model:

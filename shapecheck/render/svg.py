@@ -255,7 +255,7 @@ class Scenes:
 
 def _node_title(scene: Scene, i: int) -> str:
     layer = scene.model.layers[i]
-    where = f"{layer.path}:{layer.line}" if layer.path and layer.line else (layer.path or "")
+    where = layer.where
     lines = [f"{layer.name} ({layer.cls})"] + ([where] if where else [])
     lines += [f"output {k}: {shape_text(s)}" if len(layer.output_shapes) > 1
               else f"output: {shape_text(s)}" for k, s in enumerate(layer.output_shapes)]

@@ -2,8 +2,9 @@
 
     path:line:col: CODE [severity] message
 
-The column is left out when unknown (``path:line: CODE ...``), and a finding
-with no file (``check_model``) reads ``<model>: CODE ...``.  Every status but
+The column is left out when unknown (``path:line: CODE ...``), a finding
+with no file (``check_model``) reads ``<model>: CODE ...``, and one in a notebook
+``nb.ipynb:cell 3:2:col: CODE ...`` (line 2 of the third cell, as ruff and nbQA say).  Every status but
 ``clean`` is told by a line in brackets too:
 
     path: [failed:<kind>] ValueError: ... (at path:41: `source`)   could not be checked
@@ -19,6 +20,7 @@ prints nothing.
 from __future__ import annotations
 
 from shapecheck.report import Diagnostic, FileReport, ModelEntry, Report
+from shapecheck.report import place as line_place
 
 
 def ordered(f: FileReport) -> list[Diagnostic]:
@@ -26,7 +28,7 @@ def ordered(f: FileReport) -> list[Diagnostic]:
     (unknown places last); ties keep the report's order."""
 
     def key(d: Diagnostic) -> tuple:
-        return (d.path != f.path, d.path or "",
+        return (d.path != f.path, d.path or "", d.cell or 0,
                 d.line is None, d.line or 0, d.col is None, d.col or 0)
 
     return sorted(f.diagnostics, key=key)
@@ -38,14 +40,11 @@ def one_line(text: str | None) -> str:
 
 
 def place(d: Diagnostic) -> str:
-    """``path:line:col``, ``path:line``, ``path`` or ``<model>``."""
+    """``path:line:col``, ``path:line``, ``path`` or ``<model>``; in a notebook
+    ``path:cell 3:2:col`` (the convention of ruff and nbQA)."""
     if not d.path:
         return "<model>"
-    if d.line is None:
-        return d.path
-    if d.col is None:
-        return f"{d.path}:{d.line}"
-    return f"{d.path}:{d.line}:{d.col}"
+    return line_place(d.path, d.line, d.cell, d.col)
 
 
 def finding_line(d: Diagnostic) -> str:
@@ -66,9 +65,7 @@ def failed_line(f: FileReport) -> str:
 
 
 def model_place(m: ModelEntry) -> str:
-    if not m.path:
-        return "<model>"
-    return f"{m.path}:{m.line}" if m.line else m.path
+    return m.where or "<model>"
 
 
 def status_lines(f: FileReport) -> list[str]:

@@ -309,14 +309,16 @@ def _dry(method: str, original: Any) -> Any:
             call.feeds = sample(call, timeout=SAMPLE_TIMEOUT)
         except Exception:  # sampling never stops the script; its problems are findings
             call.feeds = []
-        build_from_data(self, call.feeds)
-        trace_from_data(self, call)
-        if CAPTURE.made_up is None:
-            CAPTURE.made_up = call
+        from shapecheck.script.datacalls import own_calls
         from shapecheck.script.dryrun import bind, result
 
-        value = result(self, method, bind(original, self, args, kwargs), call.feeds)
-        trace_step(self, call)
+        with own_calls():
+            build_from_data(self, call.feeds)
+            trace_from_data(self, call)
+            if CAPTURE.made_up is None:
+                CAPTURE.made_up = call
+            value = result(self, method, bind(original, self, args, kwargs), call.feeds)
+            trace_step(self, call)
         return value
 
     dry_run.__name__ = method

@@ -464,8 +464,11 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
     first); ``stream``: tell the parent as things are recorded; ``timeout``: the
     script's limit in seconds, kept by a watchdog thread.
     """
+    from shapecheck import report as reports
     from shapecheck.report import FileReport, ScriptError, display_path
-    from shapecheck.script import capture, frames, loops
+    from shapecheck.script import capture, frames, loops, notebook
+
+    reports.BASE_DIR = os.getcwd()  # paths shown as from here, wherever the script goes
 
     report = FileReport(path=display_path(script))
     stopped = None
@@ -493,7 +496,7 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
             # The write sandbox, last thing before the script runs; our own writes
             # go through REAL_IO (write_json, Stream).
             job.open_sandbox()
-            runpy.run_path(script, run_name="__main__")
+            notebook.run_path(script)  # a .py file with runpy, or a notebook's cells
         finally:
             job.end_script()
     except _Stopped as err:

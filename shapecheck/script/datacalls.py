@@ -5,8 +5,9 @@ and checked as a batch of ``predict`` is, a few distinct input shapes per call s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from shapecheck.script import loops
 from shapecheck.script.frames import user_site
@@ -14,6 +15,7 @@ from shapecheck.script.frames import user_site
 KEPT = 3  # distinct input shapes kept per call site of a model
 
 _SEEN: dict[tuple, set] = {}  # (id(model), path, line) -> input shapes seen there
+OWN: list[bool] = []  # not empty while the dry run itself calls the model
 
 
 @dataclass
@@ -27,6 +29,17 @@ def reset() -> None:
     _SEEN.clear()
 
 
+@contextmanager
+def own_calls() -> Iterator[None]:
+    """The dry run's own calls of a model (building it, tracing its step, making up
+    ``fit``'s values): not the user's calls on data."""
+    OWN.append(True)
+    try:
+        yield
+    finally:
+        OWN.pop()
+
+
 def on_data(layer: Any, args: tuple, kwargs: dict) -> Seen | None:
     """A call of ``layer`` by the user: None when its inputs are symbolic (a graph
     being built); else its site and, for a model's new input shapes, its feed. The
@@ -35,6 +48,8 @@ def on_data(layer: Any, args: tuple, kwargs: dict) -> Seen | None:
 
     from shapecheck.script import trace
 
+    if OWN:
+        return None
     x = args[0] if args else kwargs.get("inputs", kwargs.get("x"))
     leaves = tree.flatten(x) if x is not None else []
     if not leaves or any(isinstance(v, KerasTensor) for v in leaves) or \

@@ -398,9 +398,11 @@ def list_loop(path: str, line: int) -> str | None:
 @functools.lru_cache(maxsize=64)
 def parsed(path: str) -> ast.Module | None:
     """The user's file ``path`` parsed (once); None when it cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return ast.parse(fh.read())
+    import linecache
+
+    try:  # through linecache: a notebook's lines are registered there
+        lines = linecache.getlines(path)
+        return ast.parse("".join(lines)) if lines else None
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return None
 

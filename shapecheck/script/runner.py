@@ -29,6 +29,7 @@ from shapecheck.report import FileReport, ModelEntry, ScriptError
 from shapecheck.script.protocol import (CHECKPOINT_SUFFIX, DEFAULT_STEPS, DEFAULT_TIMEOUT,
                                         EVENTS_SUFFIX,
                                         child_command, child_env, timeout_message)
+from shapecheck.script import notebook
 from shapecheck.script.saved import is_saved_model
 
 
@@ -364,9 +365,14 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
     if os.path.isdir(path):
         return _failed(path, "not-a-script", f"{path}: is a directory, not a Python script")
     saved = is_saved_model(path)  # a saved model: loaded (safe mode), not run
-    if not path.endswith(".py") and not saved:
+    if not path.endswith((".py", ".ipynb")) and not saved:
         return _failed(path, "not-a-script", f"{path}: not a Python script (expected a .py "
-                       "file, or a saved model: .keras, .h5)")
+                       "file, a .ipynb notebook, or a saved model: .keras, .h5)")
+    if notebook.is_notebook(path):
+        try:
+            notebook.read(path)
+        except notebook.NotebookError as err:
+            return _failed(path, "not-a-script", str(err))
     if STOP.signum is not None:
         return _failed(path, "interrupted", _interrupted_message(path, started=False))
     with tempfile.TemporaryDirectory(prefix="shapecheck-") as tmp:
@@ -380,8 +386,9 @@ def check_file(path: str, *, timeout: float = DEFAULT_TIMEOUT,
         start = time.monotonic()
         ending, text = _run_child(cmd, run, lambda now: events.overdue(
             now, start, timeout, startup_timeout), events, steps)
-        return _file_report(path, result, events, ending, text, timeout=timeout,
-                            startup_timeout=startup_timeout, saved=saved)
+        return notebook.locate(
+            _file_report(path, result, events, ending, text, timeout=timeout,
+                         startup_timeout=startup_timeout, saved=saved), path)
 
 
 def _file_report(path: str, result: str, events: Events, ending: _Ending, text: str, *,
@@ -474,7 +481,7 @@ def check_files_together(paths: list[str], *, timeout: float = DEFAULT_TIMEOUT,
             result = os.path.join(tmp, f"{i}.json")
             report = _read_report(result)
             if report is not None:
-                out.append(report)
+                out.append(notebook.locate(report, path))
                 continue
             if ended is not None:
                 out.append(_failed(path, "crash", f"{path}: not checked: the checking "
@@ -504,8 +511,9 @@ _SKIP_DIRS = {"__pycache__", "site-packages", "node_modules", "build", "dist"}
 
 
 def expand(paths: list[str]) -> list[str]:
-    """Scripts to check: each path as given, each folder's ``*.py`` files (recursively,
-    sorted, leaving out hidden folders, virtual environments and build output)."""
+    """Scripts to check: each path as given, each folder's ``*.py`` and ``*.ipynb``
+    files (recursively, sorted, leaving out hidden folders such as
+    ``.ipynb_checkpoints``, virtual environments and build output)."""
     out: list[str] = []
     for path in paths:
         if not os.path.isdir(path):
@@ -515,7 +523,8 @@ def expand(paths: list[str]) -> list[str]:
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS
                              and not os.path.exists(os.path.join(root, d, "pyvenv.cfg")))
-            found += [os.path.join(root, f) for f in sorted(files) if f.endswith(".py")]
+            found += [os.path.join(root, f) for f in sorted(files)
+                      if f.endswith((".py", ".ipynb"))]
         out += found or [path]  # an empty folder is reported as such
     return out
 
