@@ -124,7 +124,8 @@ def read(path: str) -> Notebook:
     language = (meta.get("kernelspec", {}).get("language")
                 or meta.get("language_info", {}).get("name") or "python")
     if str(language).lower() != "python":
-        raise NotebookError(f"{path}: a {language} notebook, not Python")
+        raise NotebookError(f"{path}: its kernel runs {language}, not Python: only "
+                            "Python notebooks can be checked")
     rows = source_rows(raw, [str(c.get("source", "")) for c in nb.cells])
     out = Notebook(os.path.abspath(path), [])
     start = 1
