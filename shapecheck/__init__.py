@@ -5,12 +5,16 @@ Python API::
     report = shapecheck.check_script("model.py")      # runs it in a child process
     report = shapecheck.check_model(model)            # a model built in this process
     report.to_dict()                                  # the "shapecheck/1" document
+
+In IPython or Jupyter, ``%load_ext shapecheck`` adds ``%shapecheck`` and
+``%%shapecheck`` (:mod:`shapecheck.magics`), and a report shows itself inline.
 """
 
 from __future__ import annotations
 
 from shapecheck.api import check_model, check_script
+from shapecheck.magics import load_ipython_extension  # imports no IPython; fills report.SHOW
 from shapecheck.report import Diagnostic, Report
 from shapecheck.version import __version__
 
-__all__ = ["Diagnostic", "Report", "check_model", "check_script"]
+__all__ = ["Diagnostic", "Report", "check_model", "check_script", "load_ipython_extension"]

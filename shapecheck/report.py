@@ -34,9 +34,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 SCHEMA = "shapecheck/1"
+
+# How a Report shows itself in IPython ("html", "text" -> the rendering), filled by
+# shapecheck.magics when shapecheck is imported; empty: the summary line
+SHOW: dict[str, Callable[["Report"], str]] = {}
 
 
 BASE_DIR: str | None = None  # the folder paths are shown from (None: the working directory)
@@ -394,6 +398,18 @@ class Report:
                        errors=sum(d.severity == "error" for d in diags),
                        warnings=sum(d.severity == "warning" for d in diags),
                        infos=sum(d.severity == "info" for d in diags))
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the graph and the findings (``SHOW["html"]``)."""
+        import html
+
+        show = SHOW.get("html")
+        return show(self) if show else f"<pre>{html.escape(self.summary().line())}</pre>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """In IPython: the console rendering (``SHOW["text"]``)."""
+        show = SHOW.get("text")
+        p.text(show(self) if show and not cycle else self.summary().line())
 
     @classmethod
     def from_dict(cls, d: dict) -> "Report":

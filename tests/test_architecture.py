@@ -4,7 +4,8 @@ every import going the way the data flows.
 Data flows down, and so do imports: a layer imports only layers listed below it, less
 those the table ``FORBIDDEN_TABLE`` names (data never imports rules, verify never rules)::
 
-    faces    shapecheck (the API), api, cli, __main__, pytest_plugin, options, oracle, child
+    faces    shapecheck (the API), api, cli, __main__, pytest_plugin, options, oracle, child,
+             magics (the IPython extension)
     script   run a user's script under capture, in a child process
     graph    one model's checks: graph, shapes, rules, run
     data     the data fed to a model, sampled and bound to its dims
@@ -38,6 +39,7 @@ LAYERS: dict[str, str] = {
     "shapecheck.options": "faces",
     "shapecheck.oracle": "faces",
     "shapecheck.child": "faces",
+    "shapecheck.magics": "faces",
     "shapecheck.script": "script",
     "shapecheck.graph": "graph",
     "shapecheck.data": "data",
