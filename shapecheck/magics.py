@@ -335,6 +335,14 @@ def text_of(report: Report, colour: bool | None = None) -> str:
     return buffer.getvalue().strip("\n")
 
 
+_TICKS = re.compile(r"`([^`]+)`")
+
+
+def prose(text: str) -> str:
+    """``text`` as HTML, its `backticked` names as code."""
+    return _TICKS.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(text))
+
+
 def findings_html(report: Report) -> str:
     """The findings as HTML text (code, place, message, help), then the summary."""
     items = []
@@ -345,10 +353,10 @@ def findings_html(report: Report) -> str:
         for d in f.diagnostics:
             where = f" <code>{html.escape(d.where)}</code>" if d.where else ""
             layer = f" at layer <code>{html.escape(d.layer)}</code>" if d.layer else ""
-            hint = f"<br><i>help: {html.escape(d.hint)}</i>" if d.hint else ""
+            hint = f"<br><i>help: {prose(d.hint)}</i>" if d.hint else ""
             items.append(f'<li class="{html.escape(d.severity)}"><b>{html.escape(d.severity)}'
                          f"[{html.escape(d.code)}{' ' + html.escape(d.name) if d.name else ''}]"
-                         f"</b>{where}{layer}: {html.escape(d.message)}{hint}</li>")
+                         f"</b>{where}{layer}: {prose(d.message)}{hint}</li>")
     listed = f"<ul>{''.join(items)}</ul>" if items else ""
     return f"{listed}<p><b>{html.escape(report.summary().line())}</b></p>"
 
