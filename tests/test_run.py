@@ -247,7 +247,7 @@ def test_device_gpu_without_a_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     proc = shapecheck_cli("fixtures/clean_unet.py", "--run", "--device", "gpu")
     assert proc.returncode == 2
-    assert "TensorFlow sees no GPU" in " ".join(proc.stdout.split())
+    assert "TensorFlow (the Keras backend) sees no GPU" in " ".join(proc.stdout.split())
     assert "Traceback" not in proc.stdout + proc.stderr
 
 

@@ -220,7 +220,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
 def execute_model(ctx: Any, found: list[Diagnostic], bound: list[Any],
                   minimums: dict[str, tuple[int, str]], options: Any) -> dict:
     """Run one model (``--run``); add the run's findings to ``found``; its record."""
-    from shapecheck.verify.execute import DeviceError, ModelRun, run_model
+    from shapecheck.verify.backends import DeviceError
+    from shapecheck.verify.execute import ModelRun, run_model
     from shapecheck.verify.plans import PlanError, data_plans, synthetic_plans
     from shapecheck.rules.runtime import confirm
 

@@ -113,7 +113,7 @@ def device_error(run_options: Any) -> Any:
     """A ``device`` ScriptError when ``--run`` asks for a device that is not there."""
     if run_options is None:
         return None
-    from shapecheck.verify.execute import DeviceError, pick_device
+    from shapecheck.verify.backends import DeviceError, pick_device
     from shapecheck.report import ScriptError
 
     try:

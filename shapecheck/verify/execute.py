@@ -24,6 +24,8 @@ import numpy as np
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import LayerCall
+from shapecheck.verify.backends import (DeviceError, StepFailed, loss_and_gradient,
+                                        on_device, pick_device)
 from shapecheck.verify.plans import Plan, RunOptions, functional, materialize
 
 
@@ -76,27 +78,6 @@ class ModelRun:
                         "error": err})
         return {"device": self.device, "skipped": self.skipped, "notes": list(self.notes),
                 "executions": out}
-
-
-class DeviceError(Exception):
-    """The device asked for is not there."""
-
-
-def pick_device(choice: str) -> tuple[str, str]:
-    """``(TensorFlow device name, description)`` for ``cpu``, ``gpu`` or ``auto``."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if choice == "gpu" and not gpus:
-        raise DeviceError("--device gpu: TensorFlow sees no GPU on this machine "
-                          "(use --device cpu or auto)")
-    if choice in ("gpu", "auto") and gpus:
-        try:
-            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name")
-        except Exception:  # details are optional
-            name = None
-        return "/GPU:0", f"GPU:0 ({name})" if name else "GPU:0"
-    return "/CPU:0", "CPU"
 
 
 def footprint(ctx: Any, values: Mapping[str, int]) -> int:
@@ -226,8 +207,6 @@ def _pack_outputs(ctx: Any, outs: list[Any]) -> Any:
 
 def execute(ctx: Any, plan: Plan) -> Execution:
     """One forward pass, then the loss and its gradient when ``plan.train``."""
-    import keras
-
     result = Execution(plan)
     start = time.perf_counter()
     model = ctx.model
@@ -237,7 +216,7 @@ def execute(ctx: Any, plan: Plan) -> Execution:
         forward(ctx, x, False, result.observed)
         result.stages.append("forward")
         if y is not None and getattr(model, "compiled", False):
-            _train_step(ctx, plan, x, y, result, keras)
+            _train_step(ctx, plan, x, y, result)
     except _Failed as failed:
         result.error = failed.error
     finally:
@@ -250,39 +229,35 @@ def execute(ctx: Any, plan: Plan) -> Execution:
     return result
 
 
-def _train_step(ctx: Any, plan: Plan, x: Any, y: Any, result: Execution, keras: Any) -> None:
+def _train_step(ctx: Any, plan: Plan, x: Any, y: Any, result: Execution) -> None:
+    """The compiled loss and, when ``plan.train``, its gradient, with the backend's
+    tools (:func:`shapecheck.verify.backends.loss_and_gradient`)."""
     model = ctx.model
-    if keras.backend.backend() != "tensorflow":  # pragma: no cover - TF is the backend
-        result.stages.append("loss skipped: the training step needs the TensorFlow backend")
-        return
-    import tensorflow as tf
 
-    with tf.GradientTape() as tape:
+    def loss_of() -> Any:
         outs = forward(ctx, x, plan.train, {})
         try:
-            loss = model._compute_loss(x=x, y=y, y_pred=_pack_outputs(ctx, outs),
+            return model._compute_loss(x=x, y=y, y_pred=_pack_outputs(ctx, outs),
                                        sample_weight=None, training=plan.train)
         except Exception as err:
             path = _op(err)
             raise _Failed(RunError("loss", call_for_path(ctx, path), type(err).__name__,
                                    _clean(err), [_shape(v) for v in outs], path)) from err
-    result.stages.append("loss")
-    if not plan.train:
-        return
+
     try:
-        tape.gradient(loss, model.trainable_variables)
-    except Exception as err:
-        path = _op(err)
-        raise _Failed(RunError("gradient", call_for_path(ctx, path), type(err).__name__,
-                               _clean(err), [], path)) from err
-    result.stages.append("gradient")
+        result.stages += loss_and_gradient(model, loss_of, plan.train)
+    except StepFailed as failed:
+        path = _op(failed.error)
+        stage = "gradient" if failed.stage == "gradient" else "loss"
+        if stage == "gradient":
+            result.stages.append("loss")
+        raise _Failed(RunError(stage, call_for_path(ctx, path), type(failed.error).__name__,
+                               _clean(failed.error), [], path)) from failed.error
 
 
 def run_model(ctx: Any, plans: list[Plan], options: RunOptions,
               notes: Sequence[str] = ()) -> ModelRun:
     """Execute ``plans`` on the chosen device, within the time and memory limits."""
-    import tensorflow as tf
-
     device, described = pick_device(options.device)
     run = ModelRun(described, notes=list(notes))
     limit = options.memory_limit or available_memory()
@@ -301,7 +276,7 @@ def run_model(ctx: Any, plans: list[Plan], options: RunOptions,
         box: list[Execution] = []
 
         def work(plan: Plan = plan) -> None:
-            with tf.device(device):
+            with on_device(device):
                 box.append(execute(ctx, plan))
 
         worker = threading.Thread(target=work, daemon=True, name="shapecheck-run")
