@@ -240,6 +240,30 @@ def test_dims_without_run_is_a_usage_error():
     assert proc.returncode == 2 and "--run" in proc.stderr
 
 
+def test_static_findings_stand_when_execution_cannot_start(monkeypatch):
+    from shapecheck.verify import execute
+
+    def broken(choice):
+        raise RuntimeError("the backend's runtime is missing")
+
+    monkeypatch.setattr(execute, "pick_device", broken)
+    a, b = keras.Input((32, 16)), keras.Input((16,))
+    model = keras.Model([a, b], layers.Add(name="merge")([b, a]))
+    report = shapecheck.check_model(model, run=True, device="cpu")
+    [d] = report.diagnostics
+    assert d.code == "SC303" and d.confirmed is None  # found statically, not run
+    run = report.models[0].run
+    assert run["executions"] == []
+    assert "RuntimeError: the backend's runtime is missing" in run["skipped"]
+
+
+def test_the_run_names_its_backend():
+    a = keras.Input((4,))
+    model = keras.Model(a, layers.Dense(2)(a))
+    run = shapecheck.check_model(model, run=True, device="cpu").models[0].run
+    assert run["backend"] == keras.backend.backend() and run["device"] == "CPU"
+
+
 def test_device_gpu_without_a_gpu_is_a_clear_error():
     import tensorflow as tf
 

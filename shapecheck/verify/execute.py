@@ -24,8 +24,8 @@ import numpy as np
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import LayerCall
-from shapecheck.verify.backends import (DeviceError, StepFailed, loss_and_gradient,
-                                        on_device, pick_device)
+from shapecheck.verify.backends import (DeviceError, StepFailed, backend,
+                                        loss_and_gradient, on_device, pick_device)
 from shapecheck.verify.plans import Plan, RunOptions, functional, materialize
 
 
@@ -60,6 +60,7 @@ class ModelRun:
     executions: list[Execution] = field(default_factory=list)
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
+    backend: str = "tensorflow"  # the Keras backend it ran on
 
     def to_dict(self, show: Any = None) -> dict:
         show = show or (lambda p: p)
@@ -76,8 +77,8 @@ class ModelRun:
             out.append({"data": e.plan.label, "dims": dict(e.plan.values),
                         "stages": list(e.stages), "seconds": round(e.seconds, 3),
                         "error": err})
-        return {"device": self.device, "skipped": self.skipped, "notes": list(self.notes),
-                "executions": out}
+        return {"device": self.device, "backend": self.backend, "skipped": self.skipped,
+                "notes": list(self.notes), "executions": out}
 
 
 def footprint(ctx: Any, values: Mapping[str, int]) -> int:
@@ -259,7 +260,7 @@ def run_model(ctx: Any, plans: list[Plan], options: RunOptions,
               notes: Sequence[str] = ()) -> ModelRun:
     """Execute ``plans`` on the chosen device, within the time and memory limits."""
     device, described = pick_device(options.device)
-    run = ModelRun(described, notes=list(notes))
+    run = ModelRun(described, notes=list(notes), backend=backend())
     limit = options.memory_limit or available_memory()
     deadline = time.monotonic() + options.timeout
     for plan in plans:
