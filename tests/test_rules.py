@@ -26,6 +26,17 @@ NO_FIXTURE = {"SC803": "fires only on a defect of shapecheck itself: tests/test_
 ALL_CODES = [r.code for r in all_rules()]
 CODES = [c for c in ALL_CODES if c not in NO_FIXTURE]
 _MARK = re.compile(r"#\s*expect:\s*([A-Z0-9, ]+)")
+_IMPORTS_TF = re.compile(r"^\s*(import tensorflow|from tensorflow)", re.MULTILINE)
+
+
+def skip_without_tensorflow(name: str) -> None:
+    """Skip a fixture that imports TensorFlow when Keras runs on another backend (the
+    ``backend`` tests run under JAX and PyTorch too, where TensorFlow is absent)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow" and \
+            _IMPORTS_TF.search((RULES_DIR / name).read_text()):
+        pytest.skip(f"{name} imports TensorFlow: checked on the TensorFlow backend")
 
 
 def expected(path: Path) -> set[tuple[str, int]]:
@@ -60,10 +71,12 @@ def _describe(report: object) -> str:
     return "\n".join(lines) or "(nothing)"
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("code", CODES)
 def test_bad_fixture_raises_exactly_the_marked_findings(code, rule_reports):
     name = f"{code}_bad.py"
     assert name in rule_reports, f"missing fixtures/rules/{name}"
+    skip_without_tensorflow(name)
     report = rule_reports[name]
     want = expected(RULES_DIR / name)
     assert any(c == code for c, _ in want), f"{name} marks no {code} finding"
@@ -71,10 +84,12 @@ def test_bad_fixture_raises_exactly_the_marked_findings(code, rule_reports):
     assert _found(report) == want, _describe(report)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("code", CODES)
 def test_good_fixture_is_clean(code, rule_reports):
     name = f"{code}_good.py"
     assert name in rule_reports, f"missing fixtures/rules/{name}"
+    skip_without_tensorflow(name)
     report = rule_reports[name]
     assert report.error is None, report.error.message
     assert report.models, "the good fixture builds no model"

@@ -87,6 +87,7 @@ def test_lstm_state_width_fails_at_its_layer_and_line(reports):
     assert all(f"SC402_bad.py:{line}" in d.run for d in found)
 
 
+@pytest.mark.backend
 def test_every_fixture_runs_without_an_inference_defect():
     paths = sorted(str(p) for p in FIXTURES.glob("*.py")) + sorted(
         str(p) for p in (FIXTURES / "rules").glob("*.py"))
