@@ -29,14 +29,39 @@ _MARK = re.compile(r"#\s*expect:\s*([A-Z0-9, ]+)")
 _IMPORTS_TF = re.compile(r"^\s*(import tensorflow|from tensorflow)", re.MULTILINE)
 
 
-def skip_without_tensorflow(name: str) -> None:
-    """Skip a fixture that imports TensorFlow when Keras runs on another backend (the
-    ``backend`` tests run under JAX and PyTorch too, where TensorFlow is absent)."""
+def backend() -> str:
     import keras
 
-    if keras.backend.backend() != "tensorflow" and \
-            _IMPORTS_TF.search((RULES_DIR / name).read_text()):
+    return keras.backend.backend()
+
+
+def skip_without_tensorflow(name: str, report: object) -> None:
+    """Skip a fixture that needs TensorFlow when Keras runs on another backend (the
+    ``backend`` tests run under JAX and PyTorch too, where TensorFlow is absent): it
+    imports TensorFlow, or Keras says a layer it uses requires it."""
+    if backend() == "tensorflow":
+        return
+    if _IMPORTS_TF.search((RULES_DIR / name).read_text()):
         pytest.skip(f"{name} imports TensorFlow: checked on the TensorFlow backend")
+    error = getattr(report, "error", None)
+    if error is not None and "requires TensorFlow" in error.message:
+        pytest.skip(f"{name}: {error.exception}")
+
+
+# Where a backend shows a bug earlier than TensorFlow: Keras builds a model on JAX
+# with symbolic sizes (shape polymorphism) and on PyTorch with a made-up batch size, so
+# a custom layer that hard-codes the batch is refused when the model is built (SC101)
+# instead of failing when it runs (SC801).
+SHOWN_AS = {"jax": {"SC801": "SC101"}, "torch": {"SC801": "SC101"}}
+# What a backend cannot check and says so: a custom train_step is traced under
+# TensorFlow only (SC902, an info), so a clean fixture with one has that info elsewhere.
+SAID_OFF_TENSORFLOW = {"SC902"}
+
+
+def expected_here(path: Path) -> set[tuple[str, int]]:
+    """The marked findings, as this backend shows them."""
+    shown = SHOWN_AS.get(backend(), {})
+    return {(shown.get(code, code), line) for code, line in expected(path)}
 
 
 def expected(path: Path) -> set[tuple[str, int]]:
@@ -76,10 +101,11 @@ def _describe(report: object) -> str:
 def test_bad_fixture_raises_exactly_the_marked_findings(code, rule_reports):
     name = f"{code}_bad.py"
     assert name in rule_reports, f"missing fixtures/rules/{name}"
-    skip_without_tensorflow(name)
     report = rule_reports[name]
-    want = expected(RULES_DIR / name)
-    assert any(c == code for c, _ in want), f"{name} marks no {code} finding"
+    skip_without_tensorflow(name, report)
+    want = expected_here(RULES_DIR / name)
+    marked = expected(RULES_DIR / name)
+    assert any(c == code for c, _ in marked), f"{name} marks no {code} finding"
     assert report.status != "failed", _describe(report)
     assert _found(report) == want, _describe(report)
 
@@ -89,11 +115,12 @@ def test_bad_fixture_raises_exactly_the_marked_findings(code, rule_reports):
 def test_good_fixture_is_clean(code, rule_reports):
     name = f"{code}_good.py"
     assert name in rule_reports, f"missing fixtures/rules/{name}"
-    skip_without_tensorflow(name)
     report = rule_reports[name]
+    skip_without_tensorflow(name, report)
     assert report.error is None, report.error.message
     assert report.models, "the good fixture builds no model"
-    assert report.diagnostics == [], _describe(report)
+    said = SAID_OFF_TENSORFLOW if backend() != "tensorflow" else set()
+    assert [d for d in report.diagnostics if d.code not in said] == [], _describe(report)
 
 
 @pytest.mark.parametrize("code", ALL_CODES)
