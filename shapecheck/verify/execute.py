@@ -24,8 +24,8 @@ import numpy as np
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import LayerCall
-from shapecheck.verify.backends import (DeviceError, StepFailed, backend,
-                                        loss_and_gradient, on_device, pick_device)
+from shapecheck.verify.backends import (StepFailed, backend, loss_and_gradient, on_device,
+                                        pick_device)
 from shapecheck.verify.plans import Plan, RunOptions, functional, materialize
 
 
