@@ -162,3 +162,49 @@ def _torch(model: Any, loss_of: Callable[[], Any], train: bool) -> list[str]:
                     value.grad = None
     return ["loss", "gradient"]
 
+
+
+def input_gradients(fn: Callable[[list[Any]], Any], inputs: list[Any]) -> list[tuple | None]:
+    """The shape of the gradient of ``fn(inputs)`` (a scalar) with respect to each of
+    ``inputs`` (``None`` where it does not depend on one), with the backend's own tools;
+    raises what the backward pass raises.  Weights are constants here, and whatever a
+    layer assigns to its variables is the caller's to restore (under JAX it is kept in
+    a stateless scope)."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        ins = [tf.convert_to_tensor(t) for t in inputs]
+        with tf.GradientTape() as tape:
+            for t in ins:
+                tape.watch(t)
+            total = fn(ins)
+        grads = tape.gradient(total, ins)
+        return [None if g is None else _tf_shape(g) for g in grads]
+    if name == "jax":
+        import jax
+        import keras
+
+        def scalar(values: list[Any]) -> Any:
+            with keras.StatelessScope():
+                return fn(list(values))
+
+        return [tuple(g.shape) for g in jax.grad(scalar)(list(inputs))]
+    if name == "torch":
+        import torch
+
+        ins = [t.detach().requires_grad_(True) for t in inputs]
+        with torch.enable_grad():
+            total = fn(ins)
+            if not getattr(total, "requires_grad", False):
+                return [None] * len(ins)
+            grads = torch.autograd.grad(total, ins, allow_unused=True)
+        return [None if g is None else tuple(g.shape) for g in grads]
+    return [None] * len(inputs)
+
+
+def _tf_shape(grad: Any) -> tuple:
+    dense = getattr(grad, "dense_shape", None)  # tf.IndexedSlices, from a gather
+    if dense is not None:
+        return tuple(int(d) for d in dense.numpy())
+    return tuple(grad.shape)

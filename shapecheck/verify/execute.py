@@ -12,9 +12,11 @@ Nothing here decides what is a finding: the SC8 rules read the results.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+import sysconfig
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,8 +26,8 @@ import numpy as np
 
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import LayerCall
-from shapecheck.verify.backends import (StepFailed, backend, loss_and_gradient, on_device,
-                                        pick_device)
+from shapecheck.verify.backends import (StepFailed, backend, input_gradients, loss_and_gradient,
+                                        on_device, pick_device)
 from shapecheck.verify.plans import Plan, RunOptions, functional, materialize
 
 
@@ -39,6 +41,9 @@ class RunError:
     message: str
     input_shapes: list[tuple] = field(default_factory=list)  # observed, at ``call``
     op: str | None = None  # the framework's op path, when the error names one
+    loss: str | None = None  # the loss that raised (Keras's name for it), loss stage
+    output: str | None = None  # the model output whose loss raised
+    raised_at: tuple[str, int] | None = None  # the user's innermost line that raised
 
 
 @dataclass
@@ -73,7 +78,11 @@ class ModelRun:
                        "path": show(c.path) if c else None, "line": c.line if c else None,
                        "type": e.error.error_type, "message": e.error.message,
                        "input_shapes": [list(s) for s in e.error.input_shapes],
-                       "op": e.error.op}
+                       "op": e.error.op, "loss": e.error.loss, "output": e.error.output,
+                       "raised_at": None}
+                if e.error.raised_at is not None:
+                    err["raised_at"] = {"path": show(e.error.raised_at[0]),
+                                        "line": e.error.raised_at[1]}
             out.append({"data": e.plan.label, "dims": dict(e.plan.values),
                         "stages": list(e.stages), "seconds": round(e.seconds, 3),
                         "error": err})
@@ -143,8 +152,10 @@ def _op(err: BaseException) -> str | None:
     return op_path(clean_message(err))
 
 
-def forward(ctx: Any, x: Any, training: bool, observed: dict[int, list[tuple]]) -> list[Any]:
-    """Run the graph call by call; the model's flat outputs.  Raises :class:`_Failed`."""
+def forward(ctx: Any, x: Any, training: bool, observed: dict[int, list[tuple]],
+            keep: dict[int, Any] | None = None) -> list[Any]:
+    """Run the graph call by call; the model's flat outputs (every tensor's value, by
+    key, into ``keep`` when given).  Raises :class:`_Failed`."""
     from keras import tree
 
     fn = functional(ctx.model)
@@ -153,7 +164,8 @@ def forward(ctx: Any, x: Any, training: bool, observed: dict[int, list[tuple]]) 
     except Exception as err:
         raise _Failed(RunError("input", None, type(err).__name__, _clean(err),
                                [_shape(v) for v in tree.flatten(x)])) from err
-    values: dict[int, Any] = dict(zip(ctx.graph.inputs, flat))
+    values: dict[int, Any] = {} if keep is None else keep
+    values.update(zip(ctx.graph.inputs, flat))
     for call in ctx.calls:
         if call.knode is None or not call.inputs:
             continue
@@ -166,7 +178,7 @@ def forward(ctx: Any, x: Any, training: bool, observed: dict[int, list[tuple]]) 
         except Exception as err:
             raise _Failed(RunError("forward", call, type(err).__name__, _clean(err),
                                    [_shape(v) for v in _tensors(args, kwargs)],
-                                   _op(err))) from err
+                                   _op(err), raised_at=user_line(err))) from err
         flat_out = tree.flatten(out)
         observed[call.id] = [_shape(v) for v in flat_out]
         for k, v in zip(call.outputs, flat_out):
@@ -241,19 +253,191 @@ def _train_step(ctx: Any, plan: Plan, x: Any, y: Any, result: Execution) -> None
             return model._compute_loss(x=x, y=y, y_pred=_pack_outputs(ctx, outs),
                                        sample_weight=None, training=plan.train)
         except Exception as err:
-            path = _op(err)
-            raise _Failed(RunError("loss", call_for_path(ctx, path), type(err).__name__,
-                                   _clean(err), [_shape(v) for v in outs], path)) from err
+            raise _Failed(located(ctx, "loss", err, [_shape(v) for v in outs])) from err
 
     try:
         result.stages += loss_and_gradient(model, loss_of, plan.train)
     except StepFailed as failed:
-        path = _op(failed.error)
         stage = "gradient" if failed.stage == "gradient" else "loss"
         if stage == "gradient":
             result.stages.append("loss")
-        raise _Failed(RunError(stage, call_for_path(ctx, path), type(failed.error).__name__,
-                               _clean(failed.error), [], path)) from failed.error
+        error = located(ctx, stage, failed.error, [])
+        if stage == "gradient" and error.call is None:
+            error.call = gradient_culprit(ctx, x, plan.train)
+        raise _Failed(error) from failed.error
+
+
+# --- where a loss or gradient error was raised ---------------------------------------------
+
+
+@dataclass
+class Where:
+    """What the frames of an error show: the layer whose code ran, the loss, the user's line."""
+
+    call: LayerCall | None = None
+    loss: str | None = None
+    output: str | None = None
+    line: tuple[str, int] | None = None
+
+
+def located(ctx: Any, stage: str, err: BaseException, shapes: list[tuple]) -> RunError:
+    """A :class:`RunError` for ``err``, raised in ``stage``, at the layer the framework's
+    op path names (TensorFlow's graphs) or else the one its frames show."""
+    path = _op(err)
+    where = locate(ctx, err)
+    call = call_for_path(ctx, path) or where.call
+    if call is not None and stage == "loss":
+        shapes = []  # a layer's own loss (a regularizer): the outputs are not its inputs
+    return RunError(stage, call, type(err).__name__, _clean(err), shapes, path,
+                    loss=where.loss, output=where.output, raised_at=where.line)
+
+
+def locate(ctx: Any, err: BaseException) -> Where:
+    """Read ``err``'s traceback, innermost frame first (then the errors it came from, such
+    as JAX's stack where a primitive was traced): the layer of ``ctx`` whose method ran
+    (``self``), the layer whose weight a regularizer was given, the compiled loss and
+    output it was computing, and the innermost line of the user's code."""
+    where = Where()
+    ops = {id(c.op): c for c in ctx.calls if not c.is_input}
+    for e in _chain(err):
+        for frame, line in _frames(e):
+            if where.line is None and user_code(frame.f_code.co_filename):
+                where.line = (os.path.abspath(frame.f_code.co_filename), line)
+            try:
+                local = frame.f_locals
+            except Exception:  # a frame that cannot show its locals
+                continue
+            me = local.get("self")
+            name = frame.f_code.co_name
+            if where.call is None:
+                if me is not None and id(me) in ops:
+                    where.call = ops[id(me)]
+                elif name == "_get_regularization_losses" and "variable" in local:
+                    where.call = _owner(ctx, local["variable"])
+            if where.loss is None and name == "call" and type(me).__name__ == "CompileLoss":
+                where.loss, where.output = _which_loss(me, local.get("loss_fn"))
+    return where
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and len(out) < 8 and all(e is not o for o in out):
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _frames(err: BaseException) -> list[tuple[Any, int]]:
+    out = []
+    tb = err.__traceback__
+    while tb is not None:
+        out.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    return out[::-1]
+
+
+@functools.lru_cache(maxsize=1)
+def _library_dirs() -> tuple[str, ...]:
+    """Folders whose code is not the user's: the standard library, installed packages,
+    shapecheck itself."""
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shapecheck/
+    return tuple(os.path.join(os.path.abspath(d), "") for d in dirs if d)
+
+
+def user_code(filename: str) -> bool:
+    """Whether ``filename`` is the user's (not a library's, shapecheck's or ``<string>``)."""
+    return (not filename.startswith("<") and "__autograph_generated_file" not in filename
+            and not os.path.abspath(filename).startswith(_library_dirs()))
+
+
+def user_line(err: BaseException) -> tuple[str, int] | None:
+    """The innermost line of the user's code in ``err``'s traceback (or its causes')."""
+    for e in _chain(err):
+        for frame, line in _frames(e):
+            if user_code(frame.f_code.co_filename):
+                return os.path.abspath(frame.f_code.co_filename), line
+    return None
+
+
+def _owner(ctx: Any, variable: Any) -> LayerCall | None:
+    """The innermost layer call of ``ctx`` whose layer holds ``variable``."""
+    best, count = None, 0
+    for c in ctx.calls:
+        weights = getattr(c.op, "weights", None) or []
+        if not c.is_input and any(w is variable for w in weights) and (
+                best is None or len(weights) < count):
+            best, count = c, len(weights)
+    return best
+
+
+def _which_loss(compiled: Any, loss_fn: Any) -> tuple[str | None, str | None]:
+    """``(loss name, output name)`` of ``loss_fn`` among a ``CompileLoss``'s losses."""
+    if loss_fn is None:
+        return None, None
+    name = getattr(loss_fn, "name", None) or type(loss_fn).__name__
+    for entry in getattr(compiled, "_flat_losses", None) or []:
+        if len(entry) > 3 and entry[1] is loss_fn:
+            return name, str(entry[3])
+    return name, None
+
+
+def _is_float(value: Any) -> bool:
+    from keras import backend as K
+
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return False
+    try:
+        return K.is_float_dtype(K.standardize_dtype(value.dtype))
+    except (ValueError, TypeError):
+        return False
+
+
+def gradient_culprit(ctx: Any, x: Any, training: bool) -> LayerCall | None:
+    """The call whose own gradient fails, last call first (the order of the backward
+    pass): each call is differentiated alone, at the values a forward pass gave it, with
+    respect to its floating inputs; it fails when that raises or gives an input a gradient
+    of another shape (a custom gradient that returns the wrong shape)."""
+    from keras import ops, tree
+
+    values: dict[int, Any] = {}
+    try:
+        forward(ctx, x, training, {}, keep=values)
+    except Exception:  # the forward pass ran before; it should not fail now
+        return None
+    for call in reversed(ctx.calls):
+        if call.knode is None or not call.inputs or not any(
+                _is_float(values.get(k)) for k in call.outputs):
+            continue
+        args, kwargs = call.knode.arguments.fill_in(values)
+        if "training" in getattr(call.op, "_call_context_args", ()):
+            kwargs["training"] = training
+        leaves = tree.flatten((args, kwargs))
+        slots = [i for i, v in enumerate(leaves) if _is_float(v)]
+        if not slots:
+            continue
+
+        def summed(inputs: list[Any], call: LayerCall = call, args: Any = args,
+                   kwargs: Any = kwargs, leaves: list = leaves, slots: list = slots) -> Any:
+            flat = list(leaves)
+            for i, t in zip(slots, inputs):
+                flat[i] = t
+            a, k = tree.pack_sequence_as((args, kwargs), flat)
+            outs = [o for o in tree.flatten(call.op(*a, **k)) if _is_float(o)]
+            total = ops.sum(ops.cast(outs[0], "float32"))
+            for o in outs[1:]:
+                total = total + ops.sum(ops.cast(o, "float32"))
+            return total
+
+        try:
+            shapes = input_gradients(summed, [leaves[i] for i in slots])
+        except Exception:
+            return call
+        if any(g is not None and tuple(g) != _shape(leaves[i]) for g, i in zip(shapes, slots)):
+            return call
+    return None
 
 
 def run_model(ctx: Any, plans: list[Plan], options: RunOptions,
