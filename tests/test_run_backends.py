@@ -182,3 +182,110 @@ def test_a_regularizer_that_raises_is_found_at_the_layer_of_its_weight(checked):
     err = failed(report)
     assert (err["stage"], err["layer"]) == ("loss", "hidden")
     assert err["raised_at"]["line"] == line_of(path, "w[1:] - w[:, :-1]")
+
+
+# --- benchmarks/gpu_check.py: the comparison, and no GPU ---------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gpu_check():
+    """``benchmarks/gpu_check.py``, imported (benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    if "gpu_check" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" /
+                                                      "gpu_check.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gpu_check"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["gpu_check"]
+
+
+def _document(device: str) -> dict:
+    """A ``--format json`` document of one script, as ``--run`` on ``device`` gives it."""
+    error = {"stage": "forward", "layer": "fuse", "path": "m.py", "line": 15,
+             "type": "InvalidArgumentError", "message": "Incompatible shapes: [16,50,16] vs. "
+             "[16,40,16]", "input_shapes": [[16, 50, 16], [16, 40, 16]], "op": None}
+    return {"schema": "shapecheck/1", "files": [{
+        "path": "m.py", "status": "findings",
+        "diagnostics": [
+            {"code": "SC604", "model": "m", "layer": "fuse", "line": 15, "confirmed": True,
+             "message": "..."},
+            {"code": "SC402", "model": "m", "layer": "lstm", "line": 9, "confirmed": True},
+            {"code": "SC402", "model": "m", "layer": "lstm", "line": 9, "confirmed": True},
+            {"code": "SC607", "model": "m", "layer": "emb", "line": 7, "confirmed": True}],
+        "models": [{"name": "m", "run": {
+            "device": device, "backend": "tensorflow", "skipped": None, "notes": [],
+            "executions": [{"data": "`fit` at m.py:20, batch 1 of 4", "dims": {"batch": 16},
+                            "stages": [], "seconds": 0.5, "error": error}]}}]}]}
+
+
+def test_gpu_check_tells_what_differs_between_two_runs():
+    import copy
+
+    check = gpu_check()
+    cpu = _document("CPU")
+    gpu = _document("GPU:0 (NVIDIA H100)")
+    run = gpu["files"][0]["models"][0]["run"]["executions"][0]
+    run["seconds"] = 0.1
+    run["error"]["message"] = "Incompatible shapes: [16,50,16] vs. [16,40,16] on GPU"
+    gpu["files"][0]["diagnostics"][3]["confirmed"] = None  # ids are not checked on a GPU
+    (c,) = check.compare(cpu, gpu)
+    assert c.same and c.seconds == (0.5, 0.1)
+    assert c.expected == ["SC607 at line 7 (`emb`) in m confirmed True on cpu, None on gpu"]
+    assert len(c.messages) == 1 and "on GPU" in c.messages[0]
+
+    other = copy.deepcopy(gpu)
+    other["files"][0]["models"][0]["run"]["executions"][0]["error"]["input_shapes"][1] = \
+        [16, 48, 16]
+    other["files"][0]["diagnostics"].pop(1)  # one SC402 of the two
+    (c,) = check.compare(cpu, other)
+    assert not c.same
+    assert "SC402 at line 9 (`lstm`) in m: 2 on cpu, 1 on gpu" in c.differences
+    (run_diff,) = [d for d in c.differences if d.startswith("model m")]
+    assert "execution 1: error" in run_diff and "[16, 48, 16]" in run_diff
+
+    table = check.markdown([check.BackendResult("tensorflow", "python", [
+        check.Command("cpu", wall=3.0), check.Command("gpu", wall=2.0)], [c])],
+        "NVIDIA H100 (nvidia-smi)", ("cpu", "gpu"), 2, False)
+    assert "GPU: NVIDIA H100 (nvidia-smi)" in table
+    assert "| TensorFlow | 1 | 0 | 1 | 0 | 3.0 | 2.0 | 0.5 | 0.1 |" in table
+    assert "| TensorFlow | m.py | " in table
+
+
+def _has_gpu() -> bool:
+    from shapecheck.verify.backends import gpus
+
+    return bool(gpu_check().nvidia_smi() or gpus())
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line():
+    import subprocess
+    import sys
+
+    if _has_gpu():
+        pytest.skip("this machine has a GPU")
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--only",
+                           "fixtures/clean_unet.py"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    said = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2
+    assert len(said) == 1 and "no GPU on this machine" in said[0], said
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_gpu_check_compares_two_real_runs_on_the_cpu():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--devices", "cpu",
+                           "cpu", "--only", "fixtures/merge_time_lengths.py", "-j", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import keras
+
+    name = gpu_check().NAMES[keras.backend.backend()]
+    assert f"| {name} | 1 | 1 | 0 | 0 |" in proc.stdout
+    assert "Traceback" not in proc.stderr
