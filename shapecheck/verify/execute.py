@@ -395,6 +395,10 @@ def _is_float(value: Any) -> bool:
         return False
 
 
+class _NotProbed(Exception):
+    """A call's forward pass, alone under the gradient tools, did not run."""
+
+
 def gradient_culprit(ctx: Any, x: Any, training: bool) -> LayerCall | None:
     """The call whose own gradient fails, last call first (the order of the backward
     pass): each call is differentiated alone, at the values a forward pass gave it, with
@@ -418,6 +422,11 @@ def gradient_culprit(ctx: Any, x: Any, training: bool) -> LayerCall | None:
         slots = [i for i, v in enumerate(leaves) if _is_float(v)]
         if not slots:
             continue
+        try:  # the model's inputs may still be NumPy arrays
+            leaves = [ops.convert_to_tensor(v) if i in slots else v
+                      for i, v in enumerate(leaves)]
+        except Exception:
+            continue
 
         def summed(inputs: list[Any], call: LayerCall = call, args: Any = args,
                    kwargs: Any = kwargs, leaves: list = leaves, slots: list = slots) -> Any:
@@ -425,7 +434,12 @@ def gradient_culprit(ctx: Any, x: Any, training: bool) -> LayerCall | None:
             for i, t in zip(slots, inputs):
                 flat[i] = t
             a, k = tree.pack_sequence_as((args, kwargs), flat)
-            outs = [o for o in tree.flatten(call.op(*a, **k)) if _is_float(o)]
+            try:
+                outs = [o for o in tree.flatten(call.op(*a, **k)) if _is_float(o)]
+            except Exception as err:  # not the gradient: this call cannot be probed alone
+                raise _NotProbed() from err
+            if not outs:
+                raise _NotProbed()
             total = ops.sum(ops.cast(outs[0], "float32"))
             for o in outs[1:]:
                 total = total + ops.sum(ops.cast(o, "float32"))
@@ -433,6 +447,8 @@ def gradient_culprit(ctx: Any, x: Any, training: bool) -> LayerCall | None:
 
         try:
             shapes = input_gradients(summed, [leaves[i] for i in slots])
+        except _NotProbed:
+            continue
         except Exception:
             return call
         if any(g is not None and tuple(g) != _shape(leaves[i]) for g, i in zip(shapes, slots)):
