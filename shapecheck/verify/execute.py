@@ -7,6 +7,12 @@ targets are known, a training step: the compiled loss and its gradient.  No
 optimizer is applied, and every variable (weights, normalization statistics,
 seed states) is restored afterwards, so the user's model is left as it was.
 
+An error is located on every backend: in the forward pass by the call that raised;
+in the loss or the gradient by TensorFlow's op path when the error names one, else by
+the error's frames (the layer whose method ran, the layer whose weight a regularizer
+was given, the compiled loss and output, the user's innermost line), and for a
+gradient by differentiating each call alone, last first.
+
 Nothing here decides what is a finding: the SC8 rules read the results.
 """
 
