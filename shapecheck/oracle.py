@@ -16,10 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from shapecheck.script import capture
+    from shapecheck.script import capture, drycalls
 
     script, *script_args = argv or sys.argv[1:]
     cap = capture.install()
+    drycalls.install()
     sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     runpy.run_path(script, run_name="__main__")

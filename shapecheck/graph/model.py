@@ -12,9 +12,21 @@ from shapecheck.report import (ConstraintEntry, Diagnostic, LayerEntry, ModelEnt
 PathFn = Callable[[str | None], str | None]
 
 
+class Unreadable:
+    """A model shapecheck cannot read as a Keras 3 graph (a tf_keras model with no
+    Keras 3 twin): reported ``checked: false`` with ``reason``."""
+
+    _shapecheck_unreadable = True
+
+    def __init__(self, name: str, kind: str, reason: str) -> None:
+        self.name, self.kind, self.reason = name, kind, reason
+
+
 def model_kind(model: Any) -> str:
     from keras import Sequential
 
+    if isinstance(model, Unreadable):
+        return model.kind
     if isinstance(model, Sequential):
         return "sequential" if getattr(model, "_functional", None) is not None else "unbuilt"
     if hasattr(model, "_inputs_struct") and hasattr(model, "_operations"):
@@ -149,6 +161,12 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
     said: set[int] = set()  # the declared-shape records reported
     for model, path, line in with_traced_layers(models, traces or {}):
         kind = model_kind(model)
+        if isinstance(model, Unreadable):
+            entry = ModelEntry(model.name, kind, show(path), line, checked=False,
+                               reason=model.reason)
+            entry.notes.append(NoteEntry(model.name, kind, model.reason))
+            entries.append(entry)
+            continue
         try:
             graph = model
             own_steps = [s for s in steps if s.model is model]
@@ -201,6 +219,8 @@ def analyze(models: list[tuple[Any, str | None, int | None]], *, failures: list[
             entry.minimums = {n: {"size": size, "layer": layer}
                               for n, (size, layer) in minimums.items()}
             entry.run = executed
+            for text in getattr(model, "_shapecheck_origin", ()):  # a tf_keras model's twin
+                entry.notes.append(NoteEntry(model.name, "tf_keras", text))
             entries.append(entry)
         except Exception as err:  # our own bug: say so, never crash
             entry = ModelEntry(getattr(model, "name", "?"), kind, show(path), line,

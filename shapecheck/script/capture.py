@@ -27,6 +27,8 @@ _ACTIVE: list[Any] = []  # operations whose __call__ is running, innermost last
 _TRACING: list[Any] = []  # subclassed models whose `call` is being traced
 _TRIAL: list[Any] = []  # non-empty while a trial trace runs: a refused call raises
 _NESTED: list[Any] = []  # (layer, Functional) traced inside the current trace
+_CONVERTING: list[bool] = []  # non-empty while a tf_keras model's twin is made
+_SITES: list[Any] = []  # the user's line for the calls being made, innermost last
 
 
 @dataclass
@@ -180,7 +182,7 @@ def install() -> Capture:
 
         def init(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
-            if getattr(self, "_shapecheck_recorded", False) or _TRACING:
+            if getattr(self, "_shapecheck_recorded", False) or _TRACING or _CONVERTING:
                 return
             self._shapecheck_recorded = True
             path, line = frames.construction_site(self, 2)
@@ -221,7 +223,6 @@ def install() -> Capture:
     # weights refused while a layer is made or built
     layerweights.install(Layer, lambda failure: CAPTURE.failures.append(failure))
     datasets.install()  # which Keras utility made each dataset, for the hints
-    _patch_training(Model)
     from shapecheck.script import loops
 
     loops.install()
@@ -259,6 +260,8 @@ def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:
 def _call_site(op: Any, skip: int) -> Position:
     """Where the user called ``op``; for a layer that a Sequential model calls
     itself, where the user made the layer (its line in the list or ``add``)."""
+    if _SITES and _SITES[-1] is not None:
+        return _SITES[-1]
     created = getattr(getattr(op, "failed_op", op), "_shapecheck_created", None)
     if created is not None and created[0] is not None and _inside_sequential_build():
         return created
@@ -275,58 +278,27 @@ def _inside_sequential_build() -> bool:
     return False
 
 
-DRY_METHODS = ("fit", "evaluate", "predict", "train_on_batch", "test_on_batch",
-                "predict_on_batch")
+@contextmanager
+def converting() -> Iterator[None]:
+    """A model of another Keras being rebuilt in Keras 3: its twin is recorded by
+    whoever makes it."""
+    _CONVERTING.append(True)
+    try:
+        yield
+    finally:
+        _CONVERTING.pop()
 
 
-def _patch_training(Model: type) -> None:
-    """Turn training and inference entry points into recorded dry runs."""
-    # Patched where Keras defines it, so that `load_model` still sees a model whose
-    # `compile` is not custom and compiles it from its saved config.
-    owner = next(c for c in Model.__mro__ if "compile" in c.__dict__)
-    compile_original = owner.compile
-
-    def compile(self: Any, *args: Any, **kwargs: Any) -> Any:
-        path, line = user_site(2)
-        CAPTURE.compiled[id(self)] = {"args": args, "kwargs": kwargs, "path": path,
-                                      "line": line}
-        return compile_original(self, *args, **kwargs)
-
-    owner.compile = compile
-
-    for method in DRY_METHODS:
-        setattr(Model, method, _dry(method, getattr(Model, method)))
-
-
-def _dry(method: str, original: Any) -> Any:
-    def dry_run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        path, line = user_site(2)
-        call = DataCall(self, method, path, line, args, kwargs)
-        CAPTURE.data_calls.append(call)
-        try:
-            from shapecheck.data.feeds import sample
-
-            call.feeds = sample(call, timeout=SAMPLE_TIMEOUT)
-        except Exception:  # sampling never stops the script; its problems are findings
-            call.feeds = []
-        from shapecheck.script.datacalls import own_calls
-        from shapecheck.script.dryrun import bind, result
-
-        with own_calls():
-            build_from_data(self, call.feeds)
-            trace_from_data(self, call)
-            if CAPTURE.made_up is None:
-                CAPTURE.made_up = call
-            value = result(self, method, bind(original, self, args, kwargs), call.feeds)
-            trace_step(self, call)
-        return value
-
-    dry_run.__name__ = method
-    dry_run.__doc__ = getattr(original, "__doc__", None)
-    return dry_run
-
-
-SAMPLE_TIMEOUT = 10.0  # seconds to wait for one batch of a generator or dataset
+@contextmanager
+def site(position: Any) -> Iterator[None]:
+    """The calls made inside are the user's call at ``position`` (path, line, col, end)."""
+    if position is not None and len(position) == 2:
+        position = (position[0], position[1], None, None)
+    _SITES.append(position)
+    try:
+        yield
+    finally:
+        _SITES.pop()
 
 
 def build_from_data(model: Any, feeds: list[Any]) -> None:

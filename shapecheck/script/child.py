@@ -301,6 +301,9 @@ class _Job:
         self.end_script()
         if not self.finishing.acquire(blocking=False):
             return 0  # another thread is writing it already
+        legacy = sys.modules.get("shapecheck.script.legacy")
+        if legacy is not None:
+            legacy.finish()  # the tf_keras models no data call reached
         report, cap = self.report, self.cap
         records = [r for r in cap.models if not r.internal]
         if self.stream is not None:
@@ -432,7 +435,7 @@ def _checkpoint_after_dry_runs() -> None:
     _DRY_WRAPPED = True
     from keras.src.models.model import Model
 
-    from shapecheck.script.capture import DRY_METHODS
+    from shapecheck.script.drycalls import DRY_METHODS
 
     for name in DRY_METHODS:
         dry = getattr(Model, name)
@@ -466,7 +469,7 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
     """
     from shapecheck import report as reports
     from shapecheck.report import FileReport, ScriptError, display_path
-    from shapecheck.script import capture, frames, loops, notebook
+    from shapecheck.script import capture, drycalls, frames, legacy, loops, notebook
 
     reports.BASE_DIR = os.getcwd()  # paths shown as from here, wherever the script goes
 
@@ -479,7 +482,10 @@ def run(result_path: str, script: str, argv: list[str], *, base_path: list[str] 
         return 0
     if not capture.INSTALLED:
         capture.install()
+        drycalls.install()
     cap = capture.reset()
+    legacy.reset()
+    legacy.watch()  # tf_keras, when the script imports it
     job = _Job(result_path, script, report, cap, run,
                Stream(result_path) if stream else None, timeout)
     if job.stream is not None:
@@ -582,6 +588,8 @@ def main() -> None:
                         stream=stream)
     else:
         result_path, script, *argv = args
+        from shapecheck.script import legacy
+        legacy.prepare_file(script)  # legacy tf.keras, if the script asks for it
         code = run(result_path, script, argv, base_path=base, stream=stream, timeout=timeout)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -49,7 +49,7 @@ def log_names(model: Any, batch: Any) -> list[str]:
     """The keys of Keras's logs for ``model`` (``loss``, per-output losses, metrics),
     after building its compiled loss and metrics as ``fit`` would, symbolically, on
     ``batch`` (``(x, y, sample_weight)`` of KerasTensors, or None)."""
-    if not getattr(model, "compiled", False):
+    if not getattr(model, "compiled", getattr(model, "_is_compiled", False)):
         return []
     build = getattr(model, "_symbolic_build", None)
     if batch is not None and build is not None:
@@ -181,10 +181,20 @@ def steps_of(feed: Any) -> int | None:
 # --- fit ---------------------------------------------------------------------------------
 
 
-def fit(model: Any, params: dict[str, Any], feeds: list[Any]) -> Any:
-    """Run the callbacks through a made-up training run; return the ``History``."""
-    from keras.callbacks import CallbackList
+def _callback_list_type(host: Any) -> type:
+    """The ``CallbackList`` of the Keras that made ``host`` (Keras 3, or tf_keras)."""
+    if type(host).__module__.startswith("tf_keras."):
+        from tf_keras.callbacks import CallbackList
+    else:
+        from keras.callbacks import CallbackList
+    return CallbackList
 
+
+def fit(model: Any, params: dict[str, Any], feeds: list[Any], host: Any = None) -> Any:
+    """Run the callbacks through a made-up training run; return the ``History``.
+    ``host``: the model the script holds, when ``model`` is its Keras 3 twin."""
+    host = model if host is None else host
+    CallbackList = _callback_list_type(host)
     epochs = int(params.get("epochs") or 1)
     initial = int(params.get("initial_epoch") or 0)
     train = next((f for f in feeds if f.role == "train"), None)
@@ -197,8 +207,8 @@ def fit(model: Any, params: dict[str, Any], feeds: list[Any]) -> Any:
     if not isinstance(callbacks, CallbackList):
         callbacks = CallbackList(callbacks, add_history=True, add_progbar=False,
                                  verbose=_verbose(params.get("verbose")), epochs=epochs,
-                                 steps=steps, model=model)
-    model.stop_training = False
+                                 steps=steps, model=host)
+    host.stop_training = False
     callbacks.on_train_begin()
     last_step = max((steps or 1) - 1, 0)
     training_logs = None
@@ -215,10 +225,10 @@ def fit(model: Any, params: dict[str, Any], feeds: list[Any]) -> Any:
             epoch_logs.update(val)
         callbacks.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs
-        if model.stop_training:
+        if host.stop_training:
             break
     callbacks.on_train_end(logs=training_logs)
-    history = getattr(callbacks, "_history", None) or getattr(model, "history", None)
+    history = getattr(callbacks, "_history", None) or getattr(host, "history", None)
     return history
 
 
@@ -242,8 +252,7 @@ def _test_calls(callbacks: Any, logs: dict[str, float]) -> None:
 
 
 def _callback_list(model: Any, params: dict[str, Any], steps: int | None) -> Any:
-    from keras.callbacks import CallbackList
-
+    CallbackList = _callback_list_type(model)
     callbacks = params.get("callbacks")
     if isinstance(callbacks, CallbackList):
         return callbacks
@@ -252,13 +261,13 @@ def _callback_list(model: Any, params: dict[str, Any], steps: int | None) -> Any
 
 
 def evaluate(model: Any, params: dict[str, Any], feeds: list[Any],
-             callbacks: bool = True) -> Any:
+             callbacks: bool = True, host: Any = None) -> Any:
     """``evaluate``/``*_on_batch``'s value, after the test callbacks saw a run."""
     names = log_names(model, symbolic_batch(feeds))
     logs = logs_at(names, IMPROVING)
     if callbacks:
         feed = feeds[0] if feeds else None
-        _test_calls(_callback_list(model, params, steps_of(feed)), logs)
+        _test_calls(_callback_list(host or model, params, steps_of(feed)), logs)
     return scores(model, logs, bool(params.get("return_dict")))
 
 
@@ -266,7 +275,7 @@ def evaluate(model: Any, params: dict[str, Any], feeds: list[Any],
 
 
 def predict(model: Any, params: dict[str, Any], feeds: list[Any],
-            callbacks: bool = True) -> Any:
+            callbacks: bool = True, host: Any = None) -> Any:
     """One made-up prediction per sample, in the structure and range of the outputs."""
     feed = feeds[0] if feeds else None
     n = sample_count(feed) if feed is not None else None
@@ -280,7 +289,7 @@ def predict(model: Any, params: dict[str, Any], feeds: list[Any],
     ops = _output_ops(model, len(flat))
     values = [_values(rng, tuple(s.shape), str(s.dtype), op) for s, op in zip(flat, ops)]
     if callbacks:
-        cbs = _callback_list(model, params, steps_of(feed))
+        cbs = _callback_list(host or model, params, steps_of(feed))
         cbs.on_predict_begin()
         cbs.on_predict_batch_begin(0)
         cbs.on_predict_batch_end(0, {"outputs": values[0] if len(values) == 1 else values})
@@ -402,19 +411,21 @@ def _values(rng: np.random.Generator, shape: tuple, dtype: str, op: Any) -> np.n
         return out.astype("float32")
 
 
-def result(model: Any, method: str, params: dict[str, Any], feeds: list[Any]) -> Any:
+def result(model: Any, method: str, params: dict[str, Any], feeds: list[Any],
+           host: Any = None) -> Any:
     """What the dry-run ``method`` returns to the script; Keras's own error where
-    Keras raises before any step (training or evaluating a model never compiled)."""
+    Keras raises before any step (training or evaluating a model never compiled).
+    ``host``: the model the script holds, when ``model`` is its Keras 3 twin."""
     if not method.startswith("predict") and not getattr(model, "compiled", True):
         check = getattr(model, "_assert_compile_called", None)
         if check is not None:
             check(method)
     if method == "fit":
-        return fit(model, params, feeds)
+        return fit(model, params, feeds, host)
     if method == "evaluate":
-        return evaluate(model, params, feeds)
+        return evaluate(model, params, feeds, host=host)
     if method in ("train_on_batch", "test_on_batch"):
         return evaluate(model, params, feeds, callbacks=False)
     if method == "predict":
-        return predict(model, params, feeds)
+        return predict(model, params, feeds, host=host)
     return predict(model, params, feeds, callbacks=False)
