@@ -144,7 +144,9 @@ def test_an_error_in_the_user_s_loss_function_names_the_loss_and_its_line(checke
     path, report = checked["custom_loss.py"]
     (d,) = [d for d in report.diagnostics if d.code == "SC801"]
     assert d.severity == "error" and d.confirmed is True
-    assert d.layer is None and d.line == line_of(path, "model.compile(")  # the loss's site
+    # at the user's line that raised, in their loss function
+    assert d.layer is None and d.line == line_of(path, "ops.matmul(y_pred, weights)")
+    assert "the loss `weighted_loss`" in d.message
     assert "in the compiled loss" in d.message
     err = failed(report)
     assert err["stage"] == "loss" and err["loss"] == "weighted_loss"

@@ -124,6 +124,10 @@ def describe_error(err: RunError, ctx: ModelContext, plan_label: str) -> str:
     where = f"`{err.call.name}` ({err.call.cls})" if err.call is not None else "the model"
     at = f" at {ctx.show(err.call.path)}:{err.call.line}" if err.call is not None \
         and err.call.path else ""
+    if err.call is None and err.loss:
+        where = f"the loss `{err.loss}`" + (f" of output `{err.output}`" if err.output else "")
+    if err.raised_at is not None and err.call is not None and err.raised_at[1] != err.call.line:
+        at += f" (raised at {ctx.show(err.raised_at[0])}:{err.raised_at[1]})"
     shapes = ""
     if err.input_shapes:
         label = "outputs" if err.stage == "loss" and err.call is None else "inputs"
@@ -212,6 +216,8 @@ def run_failure(ctx: ModelContext, e: Execution) -> Diagnostic:
         d = ctx.finding(RUN_FAILURE, call, msg, shapes=shapes, hint=hint, severity=severity)
     else:
         path, line = e.plan.site if err.stage == "input" else _compile_site(ctx)
+        if err.stage in ("loss", "gradient") and err.raised_at is not None:
+            path, line = err.raised_at  # the user's own loss code that raised
         d = RUN_FAILURE.finding(msg, model=ctx.name, path=ctx.show(path), line=line,
                                 source=source_line(path, line), hint=hint,
                                 severity=severity or RUN_FAILURE.severity,
