@@ -390,11 +390,71 @@ def evaluate(d: Dim, bindings: dict[str, int]) -> int | None:
         value = bindings.get(d.name)
         if value is None or type(value) is int:
             return value
+    fn, names = _compiled(d)
+    if fn is not None and all(type(bindings.get(n)) is int for n in names):
+        try:  # the same value as sympy's, without building expressions
+            value = fn(bindings)
+        except ZeroDivisionError:  # sympy's own answer (zoo, nan or its error)
+            value = None
+        if type(value) is int:
+            return value
+        if value is not None:
+            return int(value) if value.denominator == 1 else None
     subs = {s: bindings[s.name] for s in d.free_symbols if s.name in bindings}
     if len(subs) < len(d.free_symbols):
         return None
     value = d.subs(subs)
     return int(value) if value.is_Integer else None
+
+
+@lru_cache(maxsize=4096)
+def _compiled(expr: Any) -> tuple[Any, tuple[str, ...]]:
+    """:func:`_exact` of ``expr`` and the names of its dims."""
+    return _exact(expr), tuple(sorted(s.name for s in expr.free_symbols))
+
+
+def _exact(expr: Any) -> Any:
+    """``expr`` as a Python function of the bindings computing with ints and exact
+    fractions (``floor``, ``ceiling``, ``Mod``, ``Min``, ``Max``, ``Abs``, integer
+    powers), or None for anything else (then :func:`evaluate` asks sympy).  Much
+    faster than ``subs`` where a rule evaluates one dim at a thousand sizes."""
+    import math
+    from fractions import Fraction
+
+    sp = _sympy()
+    if expr.is_Integer:
+        c = int(expr)
+        return lambda b: c
+    if expr.is_Rational:
+        q = Fraction(int(expr.p), int(expr.q))
+        return lambda b: q
+    if expr.is_Symbol:
+        name = expr.name
+        return lambda b: b[name]
+    args = [_exact(a) for a in expr.args]
+    if any(f is None for f in args):
+        return None
+    if expr.is_Add:
+        return lambda b: sum(f(b) for f in args)
+    if expr.is_Mul:
+        return lambda b: math.prod(f(b) for f in args)
+    if expr.is_Pow:
+        base, exp = expr.args
+        if not exp.is_Integer:
+            return None
+        fb, e = args[0], int(exp)
+        return (lambda b: fb(b) ** e) if e >= 0 else (lambda b: Fraction(fb(b)) ** e)
+    one = {sp.floor: math.floor, sp.ceiling: math.ceil, sp.Abs: abs}.get(expr.func)
+    if one is not None and len(args) == 1:
+        f = args[0]
+        return lambda b: one(f(b))
+    if expr.func is sp.Mod and len(args) == 2:
+        fa, fm = args
+        return lambda b: fa(b) % fm(b)
+    many = {sp.Min: min, sp.Max: max}.get(expr.func)
+    if many is not None:
+        return lambda b: many(f(b) for f in args)
+    return None
 
 
 def bind(d: Dim, bindings: dict[str, int] | None) -> Dim:
