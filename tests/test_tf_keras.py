@@ -144,3 +144,18 @@ def test_the_keras2_fixture_really_fails_under_python(tmp_path: Path) -> None:
     # the forward concat, or (as in the seed) its gradient's ConcatOffset
     assert re.search(r"\[47[ ,]500\]", real.stderr) and re.search(r"\[4[ ,]500\]", real.stderr), \
         real.stderr[-2000:]
+
+
+def test_run_executes_the_keras2_models_and_confirms(tmp_path: Path) -> None:
+    from shapecheck.script.runner import check_files_together
+    from shapecheck.verify.plans import RunOptions
+
+    names = ["seed000_captioning.py", "clean_classifier.py"]
+    for name in names:
+        shutil.copy(FIXTURES / name, tmp_path)
+    with contextlib.chdir(tmp_path):
+        seed, clean = check_files_together(names, timeout=600, run=RunOptions(device="cpu"))
+    [d] = [d for d in seed.diagnostics if d.code == "SC601"]
+    assert d.confirmed is True and "concat3" in d.run
+    assert clean.status == "clean", [(d.code, d.line, d.run) for d in clean.diagnostics]
+    assert all(m.run and m.run["executions"] for m in clean.models)

@@ -324,8 +324,9 @@ def output_specs(model: Any, batch: Any, n: int) -> Any:
             return model.compute_output_spec(x)
         except Exception:
             pass
-    try:
-        outputs = model._outputs_struct if hasattr(model, "_outputs_struct") else model.outputs
+    try:  # tf_keras keeps the structure in _nested_outputs
+        outputs = next((getattr(model, a) for a in ("_outputs_struct", "_nested_outputs")
+                        if hasattr(model, a)), None) or model.outputs
     except (AttributeError, ValueError):
         return None
     return tree.map_structure(

@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -387,7 +388,19 @@ def _accepted(cls: type) -> set[str]:
     return names
 
 
+def _plain(value: Any) -> Any:
+    """tf_keras's tracked lists and dicts (``ListWrapper``) as plain ones."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _from_config(cls: type, config: dict, conv: _Conversion, name: str | None) -> Any:
+    config = _plain(config)
     accepted = _accepted(cls)
     kwargs: dict[str, Any] = {}
     for k, v in config.items():
@@ -400,6 +413,8 @@ def _from_config(cls: type, config: dict, conv: _Conversion, name: str | None) -
                 conv.notes.append(f"`{name or cls.__name__}`: Keras 2's `{k}={v!r}` has "
                                   f"no Keras 3 equivalent; checked without it")
             continue
+        if k == "axis" and isinstance(v, list) and len(v) == 1:
+            v = v[0]  # a built tf_keras BatchNormalization keeps [axis]
         kwargs[k] = _value(k, v, conv)
     if "input_shape" in kwargs and "input_shape" not in _accepted(cls) - _BASE_KWARGS:
         shape = kwargs.pop("input_shape")
