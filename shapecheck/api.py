@@ -125,3 +125,152 @@ def _nested_models(model: Any) -> list[Any]:
         queue.extend(getattr(layer, "layers", []))
     return out
 
+
+
+def assert_shapes(model: Any, specs: dict[str, str] | None = None, *,
+                  inputs: Any = None, outputs: Any = None) -> dict[str, Any]:
+    """Assert a shape contract on ``model`` for every size of its named dims.
+
+    ``specs`` maps layer names to specs of their output (``{"enc": "batch 64"}``);
+    ``inputs`` and ``outputs`` take a spec for a model with one input (output), or a
+    list (in order) or dict (by key or layer name) of specs.  A spec is jaxtyping's
+    dimension syntax: ``"batch T 400"``, ``"*batch 64"``, ``"_ T//2 ..."``; names
+    bind across the whole assertion.  ``model`` is a Keras model (or a layer called
+    once), or a report of one from :func:`check_model` / :func:`check_script`.
+
+    Returns the bindings (spec name -> symbolic dim); raises
+    :class:`shapecheck.ShapeContractError` (an ``AssertionError``) showing the axes
+    that differ and a size where they do::
+
+        shapecheck.assert_shapes(model, inputs="batch T 80", outputs="batch T//2 64")
+    """
+    from shapecheck.shapes.contracts import check_shapes
+
+    table = shape_table(model)
+    return check_shapes(
+        table, specs,
+        _pair(table.inputs, inputs, "input", table.keyed_inputs) if inputs is not None else (),
+        _pair(table.outputs, outputs, "output", table.keyed_outputs)
+        if outputs is not None else ())
+
+
+def assert_compatible(producer: Any, consumer: Any,
+                      dims: dict[str, int] | None = None) -> dict[str, Any]:
+    """Assert that ``producer``'s outputs can be fed to ``consumer``'s inputs: as
+    many, matched by key when both are dicts (else in order), each shape accepted,
+    and what the consumer's layers need of the sizes (equal lengths, windows that
+    fit), for every size of the producer's named dims, or at the sizes in ``dims``.
+
+    Each is a Keras model, a layer called once, or a report of one.  Returns the
+    consumer's input dims as bound to the producer's; raises
+    :class:`shapecheck.ShapeContractError` saying which output, which input, which
+    axis and for which sizes."""
+    from shapecheck.shapes.contracts import check_compatible
+
+    return check_compatible(shape_table(producer), shape_table(consumer), dims)
+
+
+def shape_table(obj: Any) -> Any:
+    """The symbolic shapes of a Keras model (or a layer called once), a
+    :class:`Report` of one model, or a report's model entry, as a
+    :class:`shapecheck.shapes.contracts.ShapeTable`."""
+    from shapecheck.report import ModelEntry
+    from shapecheck.shapes.contracts import ShapeTable
+
+    if isinstance(obj, ShapeTable):
+        return obj
+    if isinstance(obj, Report):
+        entries = [m for m in obj.models if m.kind != "layer"]
+        if len(entries) != 1:
+            raise ValueError(f"the report has {len(entries)} models: pass one of "
+                             "`report.models` (or `report.model(name)`)")
+        obj = entries[0]
+    if isinstance(obj, ModelEntry):
+        return table_from_entry(obj)
+    import keras
+
+    if not isinstance(obj, keras.Model) and isinstance(obj, keras.layers.Layer):
+        obj = keras.Model(obj.input, obj.output, name=obj.name)  # its one call
+    report = check_model(obj)
+    entry = next((m for m in report.models if m.name == obj.name and m.kind != "layer"),
+                 None)
+    if entry is None or not entry.checked:
+        why = entry.reason if entry is not None else "no report of it"
+        raise ValueError(f"shapecheck could not read model `{obj.name}`: {why}")
+    ins, keyed_in = _io(obj, "inputs")
+    outs, keyed_out = _io(obj, "outputs")
+    table = table_from_entry(entry, ins, outs)
+    table.keyed_inputs, table.keyed_outputs = keyed_in, keyed_out
+    return table
+
+
+def _io(model: Any, which: str) -> tuple[list[tuple[str, str, int]] | None, bool]:
+    """A functional or Sequential model's inputs (outputs): ``(label, layer, index)``
+    each, labelled by dict key or layer name; None for a subclassed model."""
+    inner = getattr(model, "_functional", None) or model
+    struct = getattr(inner, f"_{which}_struct", None)
+    if struct is None:
+        struct = getattr(model, which, None) if model.built else None
+    if struct is None or not hasattr(inner, "_operations"):
+        return None, False
+    keyed = isinstance(struct, dict)
+    items = list(struct.items()) if keyed else [
+        (None, t) for t in (struct if isinstance(struct, (list, tuple)) else [struct])]
+    out = []
+    for key, t in items:
+        hist = t._keras_history
+        layer, index = hist.operation.name, hist.tensor_index
+        several = len(getattr(hist.operation, "_inbound_nodes", [None])[0].outputs) > 1 \
+            if getattr(hist.operation, "_inbound_nodes", None) else False
+        label = str(key) if keyed else f"{layer}[{index}]" if several else layer
+        out.append((label, layer, index))
+    return out, keyed
+
+
+def table_from_entry(entry: Any, inputs: list | None = None,
+                     outputs: list | None = None) -> Any:
+    """A report's model entry as a table; ``inputs``/``outputs`` are its
+    ``(label, layer, index)`` in the model's order (by default its input layers and
+    the layers no other layer reads)."""
+    from shapecheck.shapes import dims
+    from shapecheck.shapes.contracts import Domain, ShapeTable
+
+    if not entry.checked:
+        raise ValueError(f"model `{entry.name}` was not checked: {entry.reason}")
+    layers = {e.name: [tuple(dims.from_json(d) for d in s) for s in e.output_shapes]
+              for e in entry.layers}
+    if inputs is None:
+        inputs = [(e.name, e.name, 0) for e in entry.layers if e.cls == "InputLayer"]
+    if outputs is None:
+        read = {tuple(s) for e in entry.layers for s in e.sources}
+        outputs = [(e.name, e.name, i) for n, e in enumerate(entry.layers)
+                   if e.cls != "InputLayer" for i in range(len(e.output_shapes))
+                   if (n, i) not in read]
+    domain = Domain({n: int(m["size"]) for n, m in entry.minimums.items()},
+                    [(dims.from_json(c.lhs), dims.from_json(c.rhs))
+                     for c in entry.constraints if c.holds is None])
+    return ShapeTable(entry.name, layers, list(inputs), list(outputs), domain)
+
+
+def _pair(ios: list[tuple[str, str, int]], spec: Any, what: str,
+         keyed: bool) -> list[tuple[tuple[str, str, int], str]]:
+    """Each of a model's inputs (or outputs) with its spec: one spec for a single one,
+    a list in order, or a dict by key or layer name."""
+    from shapecheck.shapes.contracts import SpecError
+
+    if isinstance(spec, str):
+        spec = [spec]
+        if len(ios) != 1:
+            raise SpecError(f"the model has {len(ios)} {what}s: give a list or dict of specs")
+    if isinstance(spec, dict):
+        by = {io[0]: io for io in ios} | {io[1]: io for io in ios if not keyed}
+        unknown = [k for k in spec if k not in by]
+        if unknown:
+            raise SpecError(f"no {what} called {', '.join(map(repr, unknown))}; the "
+                            f"{what}s are {', '.join(repr(io[0]) for io in ios)}")
+        return [(by[k], s) for k, s in spec.items()]
+    spec = list(spec)
+    if len(spec) != len(ios):
+        raise SpecError(f"{len(spec)} specs for {len(ios)} {what}(s) "
+                        f"({', '.join(repr(io[0]) for io in ios)})")
+    return list(zip(ios, spec))
