@@ -159,3 +159,23 @@ def test_run_executes_the_keras2_models_and_confirms(tmp_path: Path) -> None:
     assert d.confirmed is True and "concat3" in d.run
     assert clean.status == "clean", [(d.code, d.line, d.run) for d in clean.diagnostics]
     assert all(m.run and m.run["executions"] for m in clean.models)
+
+
+def test_keras2_applications_check_clean(tmp_path: Path) -> None:
+    """Real Keras 2 models: unknown image sizes, "/" in layer names (DenseNet),
+    separable convolutions; no finding, no note of a lost option."""
+    (tmp_path / "apps.py").write_text(
+        "import tf_keras as keras\n"
+        "a = keras.applications.MobileNetV2(weights=None, include_top=False,\n"
+        "                                   input_shape=(None, None, 3))\n"
+        "b = keras.applications.DenseNet121(weights=None, include_top=False,\n"
+        "                                   input_shape=(None, None, 3))\n"
+        "c = keras.applications.Xception(weights=None)\n")
+    report = check(tmp_path, "apps.py")
+    [f] = report.files
+    assert f.status == "clean", [(d.code, d.layer, d.message) for d in f.diagnostics] + [
+        m.reason for m in f.models]
+    assert [m.name for m in f.models] == ["mobilenetv2_1.00_None", "densenet121", "xception"]
+    assert all(len(m.layers) > 100 for m in f.models)
+    lost = [n.message for m in f.models for n in m.notes if "checked without it" in n.message]
+    assert lost == []

@@ -368,6 +368,8 @@ _BASE_KWARGS = {"input_dim", "input_shape", "name", "trainable", "dtype", "autoc
                 "activity_regularizer"}
 # Keras 2 options with no Keras 3 equivalent that change no shape
 _NO_MATTER = {"input_length", "implementation", "time_major"}
+# weights' initializers, regularizers and constraints change no shape
+_NO_SHAPE = ("_initializer", "_regularizer", "_constraint")
 _MODULES = {"initializer": "initializers", "regularizer": "regularizers",
             "constraint": "constraints"}
 
@@ -408,8 +410,11 @@ def _from_config(cls: type, config: dict, conv: _Conversion, name: str | None) -
             if v is not None:
                 kwargs["input_shape"] = tuple(v[1:])
             continue
+        if k == "name" and isinstance(v, str):
+            v = _name(v)  # Keras 3 names have no "/" (DenseNet's "conv1/conv")
         if k not in accepted:
-            if v not in (None, False, 0, "", [], {}) and k not in _NO_MATTER:
+            if v not in (None, False, 0, "", [], {}) and k not in _NO_MATTER \
+                    and not k.endswith(_NO_SHAPE) and v != _keras2_default(cls.__name__, k):
                 conv.notes.append(f"`{name or cls.__name__}`: Keras 2's `{k}={v!r}` has "
                                   f"no Keras 3 equivalent; checked without it")
             continue
@@ -422,6 +427,24 @@ def _from_config(cls: type, config: dict, conv: _Conversion, name: str | None) -
         layer._input_shape_arg = shape  # as Keras 3 keeps it (Sequential reads it)
         return layer
     return cls(**kwargs)
+
+
+def _keras2_default(class_name: str, key: str) -> Any:
+    """The default of ``key`` in tf_keras's ``class_name`` (a sentinel when it has none)."""
+    import tf_keras
+
+    cls = getattr(tf_keras.layers, class_name, None)
+    for klass in getattr(cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        p = inspect.signature(init).parameters.get(key)
+        if p is not None and p.default is not p.empty:
+            return p.default
+    return _NONE
+
+
+_NONE = object()
 
 
 def _value(key: str, value: Any, conv: _Conversion) -> Any:
