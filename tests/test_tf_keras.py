@@ -179,3 +179,19 @@ def test_keras2_applications_check_clean(tmp_path: Path) -> None:
     assert all(len(m.layers) > 100 for m in f.models)
     lost = [n.message for m in f.models for n in m.notes if "checked without it" in n.message]
     assert lost == []
+
+
+def test_a_call_keras2_refuses_is_a_finding_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "crash.py").write_text(
+        "import tf_keras as keras\n"
+        "from tf_keras import layers\n"
+        "a = keras.Input((10, 4))\n"
+        "b = keras.Input((12, 4))\n"
+        "x = layers.Concatenate(axis=-1)([a, b])\n"
+        "model = keras.Model([a, b], x)\n")
+    report = check(tmp_path, "crash.py")
+    [f] = report.files
+    assert f.error is not None and f.error.kind == "script-error"  # Keras 2 stopped there
+    [d] = f.diagnostics
+    assert (d.code, d.line, d.layer) == ("SC301", 5, "concatenate")
+    assert "10 vs 12" in d.message

@@ -110,7 +110,11 @@ def patch() -> None:
     call_original = Layer.__call__
 
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        out = call_original(self, *args, **kwargs)
+        try:
+            out = call_original(self, *args, **kwargs)
+        except Exception:
+            _explain_refusal(self, args, kwargs)
+            raise  # Keras 2 stops the script here, as it would without shapecheck
         _note_site(self, out)
         return out
 
@@ -159,6 +163,31 @@ def patch() -> None:
     Model.compile = compile
     for method in drycalls.DRY_METHODS:
         setattr(Model, method, drycalls.dry(method, getattr(Model, method), twin_of))
+
+
+def _explain_refusal(layer: Any, args: tuple, kwargs: dict) -> None:
+    """A layer tf_keras refused on symbolic tensors: the same call made on its Keras 3
+    twin, so that what Keras 3 refuses too is a finding at the user's line."""
+    try:
+        import keras
+        import tensorflow as tf
+
+        from tf_keras.src.engine.keras_tensor import KerasTensor
+
+        if not any(isinstance(t, KerasTensor) for t in tf.nest.flatten((args, kwargs))):
+            return
+        twin = _new_layer(layer, _Conversion())
+
+        def to_keras3(t: Any) -> Any:
+            if isinstance(t, KerasTensor):
+                return keras.KerasTensor(tuple(t.shape), dtype=t.dtype.name)
+            return t
+
+        args, kwargs = tf.nest.map_structure(to_keras3, (args, kwargs))
+        with capture.site(frames.user_position(3)):
+            twin(*args, **kwargs)
+    except Exception:  # no finding then: the script's own error tells it
+        pass
 
 
 def _note_site(layer: Any, out: Any) -> None:
