@@ -159,7 +159,8 @@ def assert_compatible(producer: Any, consumer: Any,
     """Assert that ``producer``'s outputs can be fed to ``consumer``'s inputs: as
     many, matched by key when both are dicts (else in order), each shape accepted,
     and what the consumer's layers need of the sizes (equal lengths, windows that
-    fit), for every size of the producer's named dims, or at the sizes in ``dims``.
+    fit), for every size of the producer's named dims, or at the sizes ``dims``
+    gives some of them (``{"T": 12}``; the consumer's dims are bound to what is fed).
 
     Each is a Keras model, a layer called once, or a report of one.  Returns the
     consumer's input dims as bound to the producer's; raises

@@ -368,16 +368,16 @@ class Matcher:
                             "and alone")
         if a.name not in self.bindings:
             self.bindings[a.name] = tuple(c.got) if a.kind == "many" else c.got[0]
-            self.origin[a.name] = where
+            self.origin[a.name] = where if len(c.got) == 1 else (
+                f"{e.label} axes {c.start}..{c.start + len(c.got) - 1}")
             c.expected = list(c.got)
             return
         if a.kind == "many":
             if len(bound) != len(c.got):
-                c.expected = list(bound)
-                c.verdict = Verdict(False, f"`{a.text}` is {len(bound)} axes "
-                                    f"{dims.fmt_shape(bound)}, here {len(c.got)}")
-                return
-            self.check(c, list(bound), f"`{a.name}` is {dims.fmt_shape(bound)}")
+                c.expected, c.said = list(bound), f"`{a.text}` is {dims.fmt_shape(bound)}"
+                c.verdict = Verdict(False, f"{len(bound)} axes, here {len(c.got)}")
+            else:
+                self.check(c, list(bound), f"`{a.text}` is {dims.fmt_shape(bound)}")
         else:
             self.check(c, [bound], f"`{a.name}` is {dims.fmt(bound)}")
         c.said += f" (bound at {self.origin[a.name]})"
@@ -479,7 +479,7 @@ def _concrete(shape: list[Dim], point: dict[str, int]) -> str:
 
 
 def raise_failures(head: str, failures: list[Entry], matcher: Matcher,
-                   extra: Sequence[str] = ()) -> None:
+                   extra: Sequence[str] = (), title: str = "bindings") -> None:
     """Raise :class:`ShapeContractError` for ``failures`` (and ``extra`` lines)."""
     if not failures and not extra:
         return
@@ -490,7 +490,7 @@ def raise_failures(head: str, failures: list[Entry], matcher: Matcher,
     said = [f"{n} = {dims.fmt_shape(v) if isinstance(v, tuple) else dims.fmt(v)}"
             + (f" ({matcher.origin[n]})" if n in matcher.origin else "")
             for n, v in matcher.bindings.items()]
-    lines.append("bindings: " + (", ".join(said) or "none"))
+    lines.append(f"{title}: " + (", ".join(said) or "none"))
     raise ShapeContractError("\n".join(lines), failures, dict(matcher.bindings))
 
 
@@ -533,8 +533,9 @@ def as_spec(shape: tuple) -> str:
 
 def check_compatible(producer: ShapeTable, consumer: ShapeTable,
                      sizes: dict[str, int] | None = None) -> dict[str, Any]:
-    """``producer``'s outputs fed to ``consumer``'s inputs, for every size of the named
-    dims (or at ``sizes``); the consumer's dims as bound, or ShapeContractError."""
+    """``producer``'s outputs fed to ``consumer``'s inputs, for every size of the
+    producer's named dims (or at ``sizes`` of them); the consumer's dims as bound to
+    the producer's, or ShapeContractError."""
     outs, ins = producer.outputs, consumer.inputs
     head = (f"model `{producer.name}`'s outputs do not fit model `{consumer.name}`'s "
             "inputs")
@@ -555,7 +556,7 @@ def check_compatible(producer: ShapeTable, consumer: ShapeTable,
     entries = []
     for out, inp in pairs:
         got = tuple(dims.bind(d, sizes) for d in producer.shape(*out[1:]))
-        want = tuple(dims.bind(d, sizes) for d in consumer.shape(*inp[1:]))
+        want = consumer.shape(*inp[1:])  # its dims are bound to what is fed
         label = (f"{io_label('output', out, producer)} -> "
                  f"{io_label('input', inp, consumer)}")
         entries.append(Entry(label, as_spec(want), got, parse_spec(as_spec(want)),
@@ -568,14 +569,13 @@ def check_compatible(producer: ShapeTable, consumer: ShapeTable,
     env = {n: v for n, v in m.bindings.items() if not isinstance(v, tuple)}
     extra = []
     for lhs, rhs in consumer.domain.equalities:  # what the consumer's layers need
-        lhs, rhs = dims.bind(lhs, sizes), dims.bind(rhs, sizes)
         names = dims.free_names(lhs) | dims.free_names(rhs)
         if names and names <= set(env):
             a, b = substitute(lhs, env), substitute(rhs, env)
             v = compare(a, b, domain)
             if not v.holds:
-                extra.append(f"`{consumer.name}` needs {dims.fmt(lhs)} == {dims.fmt(rhs)}; "
-                             f"fed, {dims.fmt(a)} vs {dims.fmt(b)}: {v.why}"
+                extra.append(f"`{consumer.name}` needs its {dims.fmt(lhs)} == "
+                             f"{dims.fmt(rhs)}; fed {dims.fmt(a)} and {dims.fmt(b)}: {v.why}"
                              + _eg(v.witness))
     for n, low in consumer.domain.minimums.items():  # windows that must fit
         d = env.get(n)
@@ -584,9 +584,9 @@ def check_compatible(producer: ShapeTable, consumer: ShapeTable,
         short = [p for p in domain.points(sorted(dims.free_names(d)))
                  if (dims.evaluate(d, p) or low) < low]
         if short:
-            extra.append(f"`{consumer.name}` needs {n} >= {low} (its windows must fit); "
-                         f"fed {n} = {dims.fmt(d)}: shorter" + _eg(short[0]))
-    raise_failures(head, failures, m, extra)
+            extra.append(f"`{consumer.name}` needs its {n} >= {low} (its windows must "
+                         f"fit); fed {dims.fmt(d)}: shorter" + _eg(short[0]))
+    raise_failures(head, failures, m, extra, f"`{consumer.name}`'s dims")
     return dict(m.bindings)
 
 
