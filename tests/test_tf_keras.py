@@ -195,3 +195,16 @@ def test_a_call_keras2_refuses_is_a_finding_at_its_line(tmp_path: Path) -> None:
     [d] = f.diagnostics
     assert (d.code, d.line, d.layer) == ("SC301", 5, "concatenate")
     assert "10 vs 12" in d.message
+
+
+def test_a_keras2_option_that_changes_shapes_leaves_the_model_unchecked(tmp_path: Path) -> None:
+    (tmp_path / "time_major.py").write_text(
+        "import tf_keras as keras\n"
+        "inp = keras.Input((None, 4))\n"
+        "out = keras.layers.LSTM(8, time_major=True, return_sequences=True)(inp)\n"
+        "model = keras.Model(inp, out)\n")
+    report = check(tmp_path, "time_major.py")
+    [f] = report.files
+    [model] = f.models
+    assert not model.checked and "time_major=True" in model.reason
+    assert f.diagnostics == []

@@ -18,7 +18,9 @@ def keras3_name(name: str) -> str:
 _BASE_KWARGS = {"input_dim", "input_shape", "name", "trainable", "dtype", "autocast",
                 "activity_regularizer"}
 # Keras 2 options with no Keras 3 equivalent that change no shape
-_NO_MATTER = {"input_length", "implementation", "time_major"}
+_NO_MATTER = {"input_length", "implementation"}
+# Keras 2 options with no Keras 3 equivalent that change shapes: such a model is not checked
+_CHANGES_SHAPES = {"time_major"}
 # weights' initializers, regularizers and constraints change no shape
 _NO_SHAPE = ("_initializer", "_regularizer", "_constraint")
 _MODULES = {"initializer": "initializers", "regularizer": "regularizers",
@@ -65,6 +67,9 @@ def from_config(cls: type, config: dict, notes: list[str], name: str | None) -> 
             continue
         if k == "name" and isinstance(v, str):
             v = keras3_name(v)  # Keras 3 names have no "/" (DenseNet's "conv1/conv")
+        if k not in accepted and k in _CHANGES_SHAPES and v:
+            raise ValueError(f"`{name}`: Keras 2's `{k}={v!r}` changes its shapes and has no "
+                             "Keras 3 equivalent")
         if k not in accepted:
             if v not in (None, False, 0, "", [], {}) and k not in _NO_MATTER \
                     and not k.endswith(_NO_SHAPE) and v != _keras2_default(cls.__name__, k):
