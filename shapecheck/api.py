@@ -275,3 +275,33 @@ def _pair(ios: list[tuple[str, str, int]], spec: Any, what: str,
         raise SpecError(f"{len(spec)} specs for {len(ios)} {what}(s) "
                         f"({', '.join(repr(io[0]) for io in ios)})")
     return list(zip(ios, spec))
+
+
+def shape_snapshot(model: Any) -> str:
+    """The symbolic shape table of a Keras model (or a layer called once), a
+    :class:`Report` of one model, or a report's model entry, as the text the pytest
+    fixture's ``snapshot`` keeps: one line per layer (name, class, output shapes) and
+    per named dim (its origin); unnamed layers numbered within the model."""
+    from shapecheck.report import ModelEntry
+    from shapecheck.shapes.snapshots import snapshot_text
+
+    entry = model
+    if isinstance(model, Report):
+        entries = [m for m in model.models if m.kind != "layer"]
+        if len(entries) != 1:
+            raise ValueError(f"the report has {len(entries)} models: pass one of "
+                             "`report.models` (or `report.model(name)`)")
+        entry = entries[0]
+    elif not isinstance(model, ModelEntry):
+        import keras
+
+        if not isinstance(model, keras.Model) and isinstance(model, keras.layers.Layer):
+            model = keras.Model(model.input, model.output, name=model.name)
+        entry = next((m for m in check_model(model).models
+                      if m.name == model.name and m.kind != "layer"), None)
+        if entry is None:
+            raise ValueError(f"shapecheck could not read model `{model.name}`: no report "
+                             "of it")
+    if not entry.checked:
+        raise ValueError(f"shapecheck could not read model `{entry.name}`: {entry.reason}")
+    return snapshot_text(entry)
