@@ -4,6 +4,11 @@
   ``shapecheck.check_model(model, data=...)`` fail the test with the rendered
   findings when one is at the ``fail-on`` level, and return the report
   otherwise.
+- ``shapecheck.snapshot(model)`` keeps the model's symbolic shape table in
+  ``__snapshots__/<test module>/<test>.txt`` beside the test file: written the
+  first time, compared on later runs (the test fails naming the layers whose
+  shapes changed), rewritten by ``pytest --shapecheck-update``.  Where ``CI`` is
+  set, a missing snapshot is written but fails the test: it was never committed.
 - ``pytest --shapecheck`` adds one test item per model script named in
   ``[tool.shapecheck] paths`` (folders are searched), like other lint
   plugins; the items are ordinary test items, so pytest-xdist spreads them.
@@ -28,6 +33,9 @@ _ITEM_SUFFIX = "shapecheck"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_pytest_options(parser)
+    parser.getgroup("shapecheck").addoption(
+        "--shapecheck-update", action="store_true", default=False,
+        help="rewrite the shape snapshots (`shapecheck.snapshot(model)`) that changed")
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -68,11 +76,21 @@ def _finish(report: Any, s: Settings, what: str) -> Any:
     return report
 
 
+def on_ci() -> bool:
+    """Whether the ``CI`` environment variable says this is a CI run."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+_WRITTEN = pytest.StashKey[list]()
+
+
 class Checker:
     """What the ``shapecheck`` fixture gives a test."""
 
-    def __init__(self, s: Settings) -> None:
+    def __init__(self, s: Settings, node: pytest.Item | None = None) -> None:
         self.settings = s
+        self.node = node
+        self.snapshots = 0  # taken so far in this test
 
     def check_script(self, path: str | os.PathLike, *, args: tuple[str, ...] = ()) -> Any:
         """Check a script in a child process; fail the test on findings."""
@@ -96,11 +114,57 @@ class Checker:
         report = shapecheck.check_model(model, dims or dict(s.dims) or None, **kwargs)
         return _finish(report, s, f"model `{getattr(model, 'name', model)}`")
 
+    def snapshot(self, model: Any, *, name: str | None = None) -> str:
+        """Compare the model's symbolic shape table with the test's snapshot (written
+        when there is none); fail the test naming the layers whose shapes changed.
+        Returns the table's text.  ``name`` tells several snapshots of a test apart
+        (else they are numbered)."""
+        from shapecheck.api import shape_snapshot
+        from shapecheck.shapes.snapshots import file_name, settle
+
+        if self.node is None:
+            raise RuntimeError("snapshot() needs the `shapecheck` fixture of a test")
+        node, config = self.node, self.node.config
+        test = node.nodeid.split("::", 1)[-1].replace("::", ".")
+        folder = node.path.parent / "__snapshots__" / node.path.stem
+        path = folder / file_name(test, self.snapshots, name)
+        self.snapshots += 1
+        text = shape_snapshot(model)
+        update = config.getoption("shapecheck_update", default=False)
+        done = settle(path, text, update=update)
+        try:
+            shown = path.relative_to(config.rootpath).as_posix()
+        except ValueError:
+            shown = str(path)
+        if done.status in ("written", "updated"):
+            config.stash.setdefault(_WRITTEN, []).append(f"{done.status} {shown}")
+        if done.status == "written" and on_ci() and not update:
+            pytest.fail(f"shapecheck: no shape snapshot was committed for this test; "
+                        f"written now to {shown} (CI is set, so the test fails). Run the "
+                        "test locally and commit the file.", pytrace=False)
+        if done.status == "changed":
+            pytest.fail("\n".join([
+                f"shapecheck: the shapes of model `{getattr(model, 'name', model)}` "
+                f"changed from the snapshot {shown}:", *done.changes,
+                "If the change is meant, rewrite it: pytest --shapecheck-update"]),
+                pytrace=False)
+        return text
+
 
 @pytest.fixture
 def shapecheck(request: pytest.FixtureRequest) -> Checker:
     """Check scripts and models; a finding at the fail-on level fails the test."""
-    return Checker(_settings(request.config))
+    return Checker(_settings(request.config), request.node)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """The shape snapshots written or rewritten in this session, one line each."""
+    done = config.stash.get(_WRITTEN, [])
+    if done:
+        terminalreporter.section("shapecheck snapshots")
+        for line in done:
+            terminalreporter.write_line(line)
 
 
 # --- pytest --shapecheck: one item per script ------------------------------------------
