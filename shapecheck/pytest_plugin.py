@@ -157,6 +157,33 @@ def shapecheck(request: pytest.FixtureRequest) -> Checker:
     return Checker(_settings(request.config), request.node)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failed shape contract (``assert_shapes``, ``assert_compatible``) is shown from
+    the test's own frame, with its message, without shapecheck's frames."""
+    report = yield
+    excinfo = call.excinfo
+    style = item.config.getoption("tbstyle", "auto")
+    if (not report.failed or excinfo is None or style not in ("auto", "long", "short")
+            or item.config.getoption("fulltrace", False)):
+        return report
+    from shapecheck.shapes.contracts import ShapeContractError, SpecError
+
+    if not excinfo.errisinstance((ShapeContractError, SpecError)):
+        return report
+    package = Path(__file__).resolve().parent
+    entries = list(excinfo.traceback)
+    start = next((i for i, e in enumerate(entries) if Path(str(e.path)) == item.path), None)
+    if start is None:
+        return report
+    keep = {id(e) for e in entries[start:]
+            if package not in Path(str(e.path)).resolve().parents}
+    report.longrepr = excinfo.getrepr(
+        style="short" if style == "short" else "long", funcargs=True,
+        tbfilter=lambda ei: ei.traceback.filter(lambda e: id(e) in keep))
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
     """The shape snapshots written or rewritten in this session, one line each."""

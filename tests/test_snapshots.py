@@ -1,4 +1,5 @@
-"""Shape snapshots (``shapecheck.snapshot(model)``), in pytest sessions of their own."""
+"""Shape snapshots (``shapecheck.snapshot(model)``) and failed shape contracts as the
+pytest plugin shows them, in pytest sessions of their own."""
 
 from __future__ import annotations
 
@@ -97,6 +98,33 @@ def test_a_snapshot_first_written_in_ci_fails_the_test(project, monkeypatch):
         "the file.",
         "*= shapecheck snapshots =*", f"written {SNAPSHOT}"])
     assert (project.path / SNAPSHOT).exists()
+
+
+def test_a_failed_contract_is_shown_at_the_tests_line(project):
+    project.makepyfile(test_contract="""
+        import keras
+        from keras import layers
+
+        import shapecheck
+
+        def test_encoder_keeps_the_time_axis():
+            x = keras.Input((None, 80), name="frames")
+            h = layers.Conv1D(64, 3, strides=2, padding="same", name="conv")(x)
+            encoder = keras.Model(x, h, name="encoder")
+            shapecheck.assert_shapes(encoder, inputs="batch T 80", outputs="batch T 64")
+    """)
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        '>       shapecheck.assert_shapes(encoder, inputs="batch T 80", outputs="batch T 64")',
+        "E       shapecheck.shapes.contracts.ShapeContractError: shape contract of model "
+        "`encoder`: 1 of 2 shape(s) do not match",
+        'E       output `conv`: "batch T 64"',
+        "E         expected: (batch, T,            64)",
+        "E         got:      (batch, ceiling(T/2), 64)",
+        "test_contract.py:10: ShapeContractError"])
+    assert "contracts.py" not in result.stdout.str()  # none of shapecheck's own frames
+    assert "raise_failures" not in result.stdout.str()
 
 
 # --- the text, without a test session -----------------------------------------------
