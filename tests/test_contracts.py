@@ -383,3 +383,17 @@ def test_a_layer_called_once_is_a_producer():
     b = keras.Model(y, L.GlobalAveragePooling1D()(y), name="pool")
     bound = shapecheck.assert_compatible(a.get_layer("conv"), b)
     assert str(bound["T"]) == "floor(T/2 - 3/2) + 1"
+
+
+def test_a_fixed_length_met_only_far_above_the_small_sizes_is_named() -> None:
+    """ceiling(T/2) = 50 only at T = 99 or 100: the message says so, and Keras agrees."""
+    x = keras.Input((None, 8))
+    enc = keras.Model(x, L.Conv1D(4, 3, strides=2, padding="same", name="down")(x))
+    y = keras.Input((50, 4))
+    dec = keras.Model(y, L.LSTM(3)(y))
+    with pytest.raises(AssertionError) as info:
+        shapecheck.assert_compatible(enc, dec)
+    assert "differ unless T = 99 or 100" in str(info.value)
+    for t, fits in ((98, False), (99, True), (100, True), (101, False)):
+        assert (enc.compute_output_shape((1, t, 8))[1] == 50) is fits
+    shapecheck.assert_compatible(enc, dec, dims={"T": 99})
