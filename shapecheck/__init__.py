@@ -14,11 +14,13 @@ In IPython or Jupyter, ``%load_ext shapecheck`` adds ``%shapecheck`` and
 
 from __future__ import annotations
 
-from shapecheck.api import assert_compatible, assert_shapes, check_model, check_script
+from shapecheck.api import (assert_compatible, assert_shapes, check_model, check_script,
+                            shape_snapshot)
 from shapecheck.magics import load_ipython_extension  # imports no IPython; fills report.SHOW
 from shapecheck.report import Diagnostic, Report
 from shapecheck.shapes.contracts import ShapeContractError, SpecError
 from shapecheck.version import __version__
 
 __all__ = ["Diagnostic", "Report", "ShapeContractError", "SpecError", "assert_compatible",
-           "assert_shapes", "check_model", "check_script", "load_ipython_extension"]
+           "assert_shapes", "check_model", "check_script", "load_ipython_extension",
+           "shape_snapshot"]
