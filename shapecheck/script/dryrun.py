@@ -326,7 +326,9 @@ def output_specs(model: Any, batch: Any, n: int) -> Any:
             pass
     try:  # tf_keras keeps the structure in _nested_outputs
         outputs = next((getattr(model, a) for a in ("_outputs_struct", "_nested_outputs")
-                        if hasattr(model, a)), None) or model.outputs
+                        if getattr(model, a, None) is not None), None)
+        if outputs is None:
+            outputs = model.outputs
     except (AttributeError, ValueError):
         return None
     return tree.map_structure(
