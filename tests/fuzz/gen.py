@@ -21,6 +21,7 @@ can be replayed (:func:`tests.fuzz.harness.replay`) and kept as a fixture.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 from dataclasses import dataclass, field
@@ -393,10 +394,31 @@ def last_fixed(t: Tensor) -> bool:
     return t.rank >= 1 and t.fixed_at(-1) is not None
 
 
+@functools.cache
+def cpu_kernels_limited() -> bool:
+    """TensorFlow without oneDNN (a CPU without AVX-512) runs no channels_first
+    convolution or pooling and no depthwise convolution with unequal strides: the
+    generator then makes only graphs Keras can run here."""
+    import keras
+    import numpy as np
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        keras.layers.DepthwiseConv2D(1, strides=(1, 2))(np.zeros((1, 4, 4, 1), "float32"))
+        keras.layers.Conv2D(1, 1, data_format="channels_first")(
+            np.zeros((1, 1, 4, 4), "float32"))
+        keras.layers.MaxPooling2D(data_format="channels_first")(
+            np.zeros((1, 1, 4, 4), "float32"))
+    except Exception:
+        return True
+    return False
+
+
 def _spatial_layout(b: Builder, t: Tensor, n: int) -> tuple[str, int, list[int]]:
     """``(data_format, channel axis, spatial axes)`` for an N-D layer on ``t``."""
     cf = t.fixed_at(0) is not None and b.ch.bool(0.2)
-    if cf:
+    if cf and not cpu_kernels_limited():
         return "channels_first", 0, list(range(1, n + 1))
     return "channels_last", n, list(range(n))
 
@@ -460,6 +482,8 @@ def _conv_common(b: Builder, x: Tensor, n: int, kind: str) -> Tensor:
     ch = b.ch
     strided = ch.bool(0.4)
     strides = [ch.int(1, 3) if strided else 1 for _ in range(n)]
+    if kind != "Conv" and n == 2 and cpu_kernels_limited():
+        strides = [strides[0]] * n  # the kernel takes equal strides only
     dil = [1] * n
     if not strided and ch.bool(0.3):
         dil = [ch.int(1, 3) for _ in range(n)]
