@@ -181,11 +181,7 @@ def shape_table(obj: Any) -> Any:
     if isinstance(obj, ShapeTable):
         return obj
     if isinstance(obj, Report):
-        entries = [m for m in obj.models if m.kind != "layer"]
-        if len(entries) != 1:
-            raise ValueError(f"the report has {len(entries)} models: pass one of "
-                             "`report.models` (or `report.model(name)`)")
-        obj = entries[0]
+        obj = the_model(obj)
     if isinstance(obj, ModelEntry):
         return table_from_entry(obj)
     import keras
@@ -287,11 +283,7 @@ def shape_snapshot(model: Any) -> str:
 
     entry = model
     if isinstance(model, Report):
-        entries = [m for m in model.models if m.kind != "layer"]
-        if len(entries) != 1:
-            raise ValueError(f"the report has {len(entries)} models: pass one of "
-                             "`report.models` (or `report.model(name)`)")
-        entry = entries[0]
+        entry = the_model(model)
     elif not isinstance(model, ModelEntry):
         import keras
 
@@ -305,3 +297,12 @@ def shape_snapshot(model: Any) -> str:
     if not entry.checked:
         raise ValueError(f"shapecheck could not read model `{entry.name}`: {entry.reason}")
     return snapshot_text(entry)
+
+
+def the_model(report: Report) -> Any:
+    """The one model entry of ``report`` (a user's layer traced on its own aside)."""
+    entries = [m for m in report.models if m.kind != "layer"]
+    if len(entries) != 1:
+        raise ValueError(f"the report has {len(entries)} models: pass one of "
+                         "`report.models` (or `report.model(name)`)")
+    return entries[0]
