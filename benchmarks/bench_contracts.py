@@ -8,6 +8,8 @@ input is (batch, T, 80) frames.  jaxtyping (with ``jaxtyped`` and beartype, else
 typeguard) annotates a function that runs the model and returns its output: the check
 holds for the one T (and batch) that forward pass used.  ``shapecheck.assert_shapes``
 proves it on the model's symbolic shapes for every T and batch, without running it.
+A builder marked ``@shapecheck.returns`` is timed as it is called outside tests and
+the command (the function itself) and as the pytest plugin checks it (each call).
 
 Two models: one that keeps the time axis (Conv1D "same", LSTM, Dense), and one whose
 encoder halves it and upsamples it back (Conv1D stride 2, then UpSampling1D(2)): the
@@ -103,9 +105,25 @@ def main() -> None:
 
     import shapecheck
 
+    from shapecheck.decorators import enable_in_tests
+
+    spec = dict(inputs="batch T 80")
+    free = {h: shapecheck.returns(f"batch T {VOCAB}", **spec)(lambda h=h: build(h))
+            for h in (False, True)}  # outside tests and the command: the function itself
+    enable_in_tests()  # as the pytest plugin does
+    checked_builds = {h: shapecheck.returns(f"batch T {VOCAB}", **spec)(lambda h=h: build(h))
+                      for h in (False, True)}
     rows = []
     for label, halve in (("keeps T", False), ("halves, then doubles T", True)):
         model = build(halve)
+        for how, fn in (("outside tests and the command", free[halve]),
+                        ("checked, as under the pytest plugin", checked_builds[halve])):
+            first, med, verdict = timed(fn, args.runs)
+            rows.append((label, f"`@shapecheck.returns` builder, {how}", first, med,
+                         verdict if "checked" in how else "-",
+                         "nothing (the function is returned unchanged)"
+                         if "outside" in how else
+                         f"(batch, T, {VOCAB}) for every T and batch, at each call"))
         checked = jaxtyping_checker(model)
         lengths = [args.T] + ([args.T + 1] if args.T % 2 == 0 else [args.T - 1])
         for t in lengths if halve else lengths[:1]:

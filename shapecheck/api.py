@@ -144,13 +144,13 @@ def assert_shapes(model: Any, specs: dict[str, str] | None = None, *,
 
         shapecheck.assert_shapes(model, inputs="batch T 80", outputs="batch T//2 64")
     """
-    from shapecheck.shapes.contracts import check_shapes
+    from shapecheck.shapes.contracts import check_shapes, pair_specs
 
     table = shape_table(model)
     return check_shapes(
         table, specs,
-        _pair(table.inputs, inputs, "input", table.keyed_inputs) if inputs is not None else (),
-        _pair(table.outputs, outputs, "output", table.keyed_outputs)
+        pair_specs(table.inputs, inputs, "input", table.keyed_inputs) if inputs is not None else (),
+        pair_specs(table.outputs, outputs, "output", table.keyed_outputs)
         if outputs is not None else ())
 
 
@@ -176,7 +176,7 @@ def shape_table(obj: Any) -> Any:
     :class:`Report` of one model, or a report's model entry, as a
     :class:`shapecheck.shapes.contracts.ShapeTable`."""
     from shapecheck.report import ModelEntry
-    from shapecheck.shapes.contracts import ShapeTable
+    from shapecheck.shapes.contracts import ShapeTable, table_from_entry
 
     if isinstance(obj, ShapeTable):
         return obj
@@ -194,83 +194,13 @@ def shape_table(obj: Any) -> Any:
     if entry is None or not entry.checked:
         why = entry.reason if entry is not None else "no report of it"
         raise ValueError(f"shapecheck could not read model `{obj.name}`: {why}")
-    ins, keyed_in = _io(obj, "inputs")
-    outs, keyed_out = _io(obj, "outputs")
+    from shapecheck.graph.returned import model_ios
+
+    ins, keyed_in = model_ios(obj, "inputs")
+    outs, keyed_out = model_ios(obj, "outputs")
     table = table_from_entry(entry, ins, outs)
     table.keyed_inputs, table.keyed_outputs = keyed_in, keyed_out
     return table
-
-
-def _io(model: Any, which: str) -> tuple[list[tuple[str, str, int]] | None, bool]:
-    """A functional or Sequential model's inputs (outputs): ``(label, layer, index)``
-    each, labelled by dict key or layer name; None for a subclassed model."""
-    inner = getattr(model, "_functional", None) or model
-    struct = getattr(inner, f"_{which}_struct", None)
-    if struct is None:
-        struct = getattr(model, which, None) if model.built else None
-    if struct is None or not hasattr(inner, "_operations"):
-        return None, False
-    keyed = isinstance(struct, dict)
-    items = list(struct.items()) if keyed else [
-        (None, t) for t in (struct if isinstance(struct, (list, tuple)) else [struct])]
-    out = []
-    for key, t in items:
-        hist = t._keras_history
-        layer, index = hist.operation.name, hist.tensor_index
-        several = len(getattr(hist.operation, "_inbound_nodes", [None])[0].outputs) > 1 \
-            if getattr(hist.operation, "_inbound_nodes", None) else False
-        label = str(key) if keyed else f"{layer}[{index}]" if several else layer
-        out.append((label, layer, index))
-    return out, keyed
-
-
-def table_from_entry(entry: Any, inputs: list | None = None,
-                     outputs: list | None = None) -> Any:
-    """A report's model entry as a table; ``inputs``/``outputs`` are its
-    ``(label, layer, index)`` in the model's order (by default its input layers and
-    the layers no other layer reads)."""
-    from shapecheck.shapes import dims
-    from shapecheck.shapes.contracts import Domain, ShapeTable
-
-    if not entry.checked:
-        raise ValueError(f"model `{entry.name}` was not checked: {entry.reason}")
-    layers = {e.name: [tuple(dims.from_json(d) for d in s) for s in e.output_shapes]
-              for e in entry.layers}
-    if inputs is None:
-        inputs = [(e.name, e.name, 0) for e in entry.layers if e.cls == "InputLayer"]
-    if outputs is None:
-        read = {tuple(s) for e in entry.layers for s in e.sources}
-        outputs = [(e.name, e.name, i) for n, e in enumerate(entry.layers)
-                   if e.cls != "InputLayer" for i in range(len(e.output_shapes))
-                   if (n, i) not in read]
-    domain = Domain({n: int(m["size"]) for n, m in entry.minimums.items()},
-                    [(dims.from_json(c.lhs), dims.from_json(c.rhs))
-                     for c in entry.constraints if c.holds is None])
-    return ShapeTable(entry.name, layers, list(inputs), list(outputs), domain)
-
-
-def _pair(ios: list[tuple[str, str, int]], spec: Any, what: str,
-         keyed: bool) -> list[tuple[tuple[str, str, int], str]]:
-    """Each of a model's inputs (or outputs) with its spec: one spec for a single one,
-    a list in order, or a dict by key or layer name."""
-    from shapecheck.shapes.contracts import SpecError
-
-    if isinstance(spec, str):
-        spec = [spec]
-        if len(ios) != 1:
-            raise SpecError(f"the model has {len(ios)} {what}s: give a list or dict of specs")
-    if isinstance(spec, dict):
-        by = {io[0]: io for io in ios} | {io[1]: io for io in ios if not keyed}
-        unknown = [k for k in spec if k not in by]
-        if unknown:
-            raise SpecError(f"no {what} called {', '.join(map(repr, unknown))}; the "
-                            f"{what}s are {', '.join(repr(io[0]) for io in ios)}")
-        return [(by[k], s) for k, s in spec.items()]
-    spec = list(spec)
-    if len(spec) != len(ios):
-        raise SpecError(f"{len(spec)} specs for {len(ios)} {what}(s) "
-                        f"({', '.join(repr(io[0]) for io in ios)})")
-    return list(zip(ios, spec))
 
 
 def shape_snapshot(model: Any) -> str:

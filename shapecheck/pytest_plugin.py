@@ -9,6 +9,8 @@
   first time, compared on later runs (the test fails naming the layers whose
   shapes changed), rewritten by ``pytest --shapecheck-update``.  Where ``CI`` is
   set, a missing snapshot is written but fails the test: it was never committed.
+- Functions marked ``@shapecheck.returns(spec)`` are checked as tests call them
+  (a failure raises :class:`shapecheck.ShapeContractError`).
 - ``pytest --shapecheck`` adds one test item per model script named in
   ``[tool.shapecheck] paths`` (folders are searched), like other lint
   plugins; the items are ordinary test items, so pytest-xdist spreads them.
@@ -26,7 +28,10 @@ from typing import Any
 
 import pytest
 
+from shapecheck.decorators import enable_in_tests
 from shapecheck.options import Settings, add_pytest_options, settings
+
+enable_in_tests()  # `@shapecheck.returns` contracts are checked in tests
 
 _ITEM_SUFFIX = "shapecheck"
 

@@ -106,7 +106,8 @@ def test_every_fixture_runs_without_an_inference_defect():
                 bad.append(f"{path}: {d.code} not confirmed: {d.run}")
         if r.error is None:
             seen[Path(path).relative_to(ROOT).as_posix()] = sorted(
-                [d.code, d.layer, d.line, d.confirmed] for d in r.diagnostics)
+                ([d.code, d.layer, d.line, d.confirmed] for d in r.diagnostics),
+                key=lambda row: [(v is not None, v) for v in row])  # None first
     assert bad == []
     same_on_every_backend(seen)
 

@@ -148,6 +148,18 @@ def _hint(message: str, ops: list[Any]) -> str:
     return "make the operands' shapes agree on the axes the message names"
 
 
+def name_operand_dims(info: Any, models: list[Any]) -> None:
+    """Give each operand that is a model's output the model's symbolic shape."""
+    for op in info.operands:
+        if op.model is None or op.layer is None:
+            continue
+        entry = next((m for m in models if m.name == op.model), None)
+        row = next((r for r in entry.layers if r.name == op.layer), None) if entry else None
+        if row is not None and row.output_shapes:
+            shapes = row.output_shapes
+            op.named = list(shapes[min(op.index, len(shapes) - 1)])
+
+
 @script_error_check
 def op_shape_error(info: Any) -> Diagnostic | None:
     if info.error_type not in _ERRORS or not info.path or not info.line:

@@ -63,6 +63,7 @@ class Capture:
     traces: dict[int, Any] = field(default_factory=dict)  # id(model) -> trace.Trace
     steps: list[Any] = field(default_factory=list)  # steps.StepTrace, one per model and step
     declared: list[Any] = field(default_factory=list)  # trace.Declared: compute_output_shape lies
+    contracts: list[Any] = field(default_factory=list)  # contracts.Promise: @shapecheck.returns
 
 
 @dataclass

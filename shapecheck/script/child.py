@@ -296,6 +296,7 @@ class _Job:
         """Analyse every model recorded and write the report (once)."""
         from shapecheck.graph.model import analyze
         from shapecheck.report import display_path
+        from shapecheck.script.contracts import findings as contract_findings
         from shapecheck.script.protocol import analysis_limit
 
         self.end_script()
@@ -315,10 +316,13 @@ class _Job:
             failures=cap.failures, compiled=cap.compiled, data_calls=cap.data_calls,
             run=self.run_options, traces=cap.traces, steps=cap.steps,
             declared=cap.declared)
+        found += contract_findings(cap.contracts, report.models,  # @shapecheck.returns
+                                   [(r.model, r.path, r.line) for r in records], display_path)
         if stopped is not None:
             from shapecheck.rules.engine import script_error_findings
+            from shapecheck.rules.ops import name_operand_dims
 
-            _name_operand_dims(stopped, report.models)
+            name_operand_dims(stopped, report.models)
             for d in script_error_findings(stopped):
                 if d.code == "SC903" and any(
                         o.severity == "error" and o.line == d.line
@@ -369,18 +373,6 @@ class _Job:
                 self.report.dry_run["steps"] = [
                     {"path": display_path(p), "line": line, "steps": n}
                     for (p, line, *_), n in loops.STATE.counts.items() if p]
-
-
-def _name_operand_dims(info: ScriptErrorInfo, models: list[Any]) -> None:
-    """Give each operand that is a model's output the model's symbolic shape."""
-    for op in info.operands:
-        if op.model is None or op.layer is None:
-            continue
-        entry = next((m for m in models if m.name == op.model), None)
-        row = next((r for r in entry.layers if r.name == op.layer), None) if entry else None
-        if row is not None and row.output_shapes:
-            shapes = row.output_shapes
-            op.named = list(shapes[min(op.index, len(shapes) - 1)])
 
 
 _JOB: _Job | None = None  # the script running in this process

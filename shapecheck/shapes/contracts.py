@@ -387,19 +387,71 @@ def check_shapes(table: ShapeTable, specs: dict[str, str] | None = None,
     """Match specs against ``table``: ``specs`` by layer name, ``inputs`` and
     ``outputs`` as ``((label, layer, index), spec)`` pairs.  Returns the bindings;
     raises :class:`ShapeContractError`."""
-    entries = [Entry(io_label("input", io, table), spec, table.shape(*io[1:]),
-                     parse_spec(spec)) for io, spec in inputs]
+    pairs = [(io_label("input", io, table), io[1], io[2], spec) for io, spec in inputs]
     for name, spec in (specs or {}).items():
         if name not in table.layers:
             raise SpecError(f"model `{table.name}` has no layer `{name}`")
-        entries.append(Entry(f"`{name}`", spec, table.shape(name), parse_spec(spec)))
-    entries += [Entry(io_label("output", io, table), spec, table.shape(*io[1:]),
-                      parse_spec(spec)) for io, spec in outputs]
+        pairs.append((f"`{name}`", name, 0, spec))
+    pairs += [(io_label("output", io, table), io[1], io[2], spec) for io, spec in outputs]
+    return check_pairs(table, pairs, f"shape contract of model `{table.name}`")
+
+
+def check_pairs(table: ShapeTable, pairs: Sequence[tuple[str, str, int, str]],
+                head: str) -> dict[str, Any]:
+    """Match ``(label, layer, output index, spec)`` pairs against ``table``, names
+    bound across all of them in order.  Returns the bindings; raises
+    :class:`ShapeContractError` whose first line is ``head`` and a count."""
+    entries = [Entry(label, spec, table.shape(layer, index), parse_spec(spec))
+               for label, layer, index, spec in pairs]
     m = Matcher(table.domain)
     failures = m.run(entries)
-    raise_failures(f"shape contract of model `{table.name}`: {len(failures)} of "
-                   f"{len(entries)} shape(s) do not match", failures, m)
+    raise_failures(f"{head}: {len(failures)} of {len(entries)} shape(s) do not match",
+                   failures, m)
     return dict(m.bindings)
+
+
+def table_from_entry(entry: Any, inputs: list | None = None,
+                     outputs: list | None = None) -> ShapeTable:
+    """A report's model entry (:class:`shapecheck.report.ModelEntry`) as a table;
+    ``inputs``/``outputs`` are its ``(label, layer, index)`` in the model's order (by
+    default its input layers and the layers no other layer reads)."""
+    if not entry.checked:
+        raise ValueError(f"model `{entry.name}` was not checked: {entry.reason}")
+    layers = {e.name: [tuple(dims.from_json(d) for d in s) for s in e.output_shapes]
+              for e in entry.layers}
+    if inputs is None:
+        inputs = [(e.name, e.name, 0) for e in entry.layers if e.cls == "InputLayer"]
+    if outputs is None:
+        read = {tuple(s) for e in entry.layers for s in e.sources}
+        outputs = [(e.name, e.name, i) for n, e in enumerate(entry.layers)
+                   if e.cls != "InputLayer" for i in range(len(e.output_shapes))
+                   if (n, i) not in read]
+    domain = Domain({n: int(m["size"]) for n, m in entry.minimums.items()},
+                    [(dims.from_json(c.lhs), dims.from_json(c.rhs))
+                     for c in entry.constraints if c.holds is None])
+    return ShapeTable(entry.name, layers, list(inputs), list(outputs), domain)
+
+
+def pair_specs(ios: list[tuple[str, str, int]], spec: Any, what: str,
+         keyed: bool) -> list[tuple[tuple[str, str, int], str]]:
+    """Each of a model's inputs (or outputs) with its spec: one spec for a single one,
+    a list in order, or a dict by key or layer name."""
+    if isinstance(spec, str):
+        spec = [spec]
+        if len(ios) != 1:
+            raise SpecError(f"{len(ios)} {what}s, one spec: give a list or dict of specs")
+    if isinstance(spec, dict):
+        by = {io[0]: io for io in ios} | {io[1]: io for io in ios if not keyed}
+        unknown = [k for k in spec if k not in by]
+        if unknown:
+            raise SpecError(f"no {what} called {', '.join(map(repr, unknown))}; the "
+                            f"{what}s are {', '.join(repr(io[0]) for io in ios)}")
+        return [(by[k], s) for k, s in spec.items()]
+    spec = list(spec)
+    if len(spec) != len(ios):
+        raise SpecError(f"{len(spec)} specs for {len(ios)} {what}(s) "
+                        f"({', '.join(repr(io[0]) for io in ios)})")
+    return list(zip(ios, spec))
 
 
 def as_spec(shape: tuple) -> str:
