@@ -191,6 +191,22 @@ def test_dims_fix_the_sizes_of_made_up_inputs():
     assert runs and all(e["dims"] == {"batch": 3, "T": 7} for e in runs)
 
 
+def folded_loss(y, p):
+    return ops.mean(ops.reshape(p - y, (7, -1)))  # fits only sizes with 7 | batch * T * 2
+
+
+def test_one_failure_at_every_size_is_one_finding():
+    inp = keras.Input((None, 3))
+    model = keras.Model(inp, layers.Dense(2)(inp))
+    model.compile(optimizer="adam", loss=folded_loss)
+    report = shapecheck.check_model(model, run=True, device="cpu")
+    failed = [e for e in report.models[0].run["executions"] if e.get("error")]
+    assert len(failed) >= 2  # the loss fails at each size tried
+    (d,) = report.diagnostics
+    assert (d.code, d.line) == ("SC801", folded_loss.__code__.co_firstlineno + 1)
+    assert "the loss `folded_loss`" in d.message
+
+
 def test_unknown_dim_name_says_which_dims_exist():
     report = shapecheck.check_model(_bn_model(), {"Q": 3}, run=True, device="cpu")
     (note,) = report.models[0].run["notes"]

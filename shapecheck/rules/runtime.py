@@ -294,6 +294,7 @@ def confirm(ctx: ModelContext, run: ModelRun, found: list[Diagnostic],
     """Mark each static finding of this model as seen or not; the run's own findings."""
     mine = [d for d in found if d.model == ctx.name and d.follows is None]
     new = defects(ctx, run)
+    failed: set[tuple] = set()  # where a run failure was said (once for all sizes)
     for e in run.executions:
         if e.error is None:
             continue
@@ -303,7 +304,10 @@ def confirm(ctx: ModelContext, run: ModelRun, found: list[Diagnostic],
             if d.confirmed is None or d.confirmed is False:
                 d.confirmed, d.run = True, f"seen: {text}"
         if not explained:
-            new.append(run_failure(ctx, e))
+            d = run_failure(ctx, e)
+            if (d.path, d.line, d.layer, d.severity) not in failed:
+                failed.add((d.path, d.line, d.layer, d.severity))
+                new.append(d)
     for d in mine:
         if d.confirmed is not None:
             continue
