@@ -205,3 +205,25 @@ def test_literal_reshape_of_variable_input_is_frozen_or_never_fits():
     assert list(frozen_reshape(fits_none)) == []
     (finding,) = reshape_never_fits(fits_none)
     assert finding.code == "SC202" and "Reshape((-1, 16))" in finding.hint
+
+
+# --- targets read from a symbolic shape -----------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["reshape", "broadcast_to"])
+def test_a_target_read_from_a_symbolic_shape_is_found_and_keras_fails_on_it(op):
+    from shapecheck.rules.sizes import shape_from_unknown_sizes
+
+    x = keras.Input((None, 4, 8))
+    size = keras.ops.shape(x)
+    if op == "reshape":
+        y = keras.ops.reshape(x, (size[0], size[1], 32))
+        fixed = layers.Reshape((-1, 32))(x)
+    else:
+        y = keras.ops.broadcast_to(x[:, :1], (size[0], size[1], 4, 8))
+        fixed = x[:, :1] + keras.ops.zeros_like(x)
+    (d,) = shape_from_unknown_sizes(ctx_of(keras.Model(x, y)))
+    assert d.code == "SC202" and "(None, None, " in d.message
+    assert not runs(keras.Model(x, y), (2, 5, 4, 8))  # Keras fails on the first batch
+    assert list(shape_from_unknown_sizes(ctx_of(keras.Model(x, fixed)))) == []
+    assert runs(keras.Model(x, fixed), (2, 5, 4, 8))

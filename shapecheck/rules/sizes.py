@@ -60,9 +60,9 @@ RESHAPE_SIZE = define("SC202", "reshape-size", "error",
     shape: a target of another size, or a `-1` that would not be a whole
     number. It shows the element count (`32*32*16 = 16384`) and, when one
     exists, a target that fits (the size the last axis needs, or where the
-    `-1` goes). It also finds an `ops.reshape` whose target holds a size read
-    from a Keras tensor's shape (`ops.shape(x)[0]` is None while the model is
-    built, and the op keeps the None).
+    `-1` goes). It also finds an `ops.reshape` (or `ops.broadcast_to`) whose
+    target holds a size read from a Keras tensor's shape (`ops.shape(x)[0]` is
+    None while the model is built, and the op keeps the None).
 
     ## Why is this bad
     Keras refuses the call ("The total size of the tensor must be unchanged")
@@ -357,28 +357,40 @@ def reshape_never_fits(ctx: ModelContext) -> Iterator[Any]:
                           hint=_reshape_hint(dims.prod(list(x[1:])), target))
 
 
+# ops whose target shape is kept in the model: op class -> (attribute, verb)
+_STORED_SHAPES = {"Reshape": ("newshape", "reshapes"), "BroadcastTo": ("shape", "broadcasts")}
+
+
 @model_check
-def reshape_to_unknown_sizes(ctx: ModelContext) -> Iterator[Any]:
-    """``ops.reshape(x, (ops.shape(x)[0], ...))`` in a functional graph: the shape of a
-    Keras tensor holds None while the model is built, and the op keeps that None."""
+def shape_from_unknown_sizes(ctx: ModelContext) -> Iterator[Any]:
+    """``ops.reshape(x, (ops.shape(x)[0], ...))`` (or ``ops.broadcast_to``) in a
+    functional graph: a Keras tensor's shape holds None while the model is built, and
+    the op keeps that None as its target."""
     for call in ctx.calls:
-        target = getattr(call.op, "newshape", None)
+        attr, verb = _STORED_SHAPES.get(type(call.op).__name__, (None, None))
+        target = getattr(call.op, attr, None) if attr else None
         if (call.failure is not None or not isinstance(target, (list, tuple))
                 or None not in target or hasattr(call.op, "_shapecheck_target")):
             continue  # (a subclassed model's `call` reads real sizes when it runs)
         x = ctx.in_shapes(call)[0] if call.inputs else None
         shown = "(" + ", ".join("None" if d is None else str(d) for d in target) + ")"
         rest = [-1 if d is None else d for d in target[1:]]
-        hint = ("a size read from a symbolic shape cannot be stored in the model: "
-                + (f"`layers.Reshape({_tup(tuple(rest))})` keeps the batch and works out "
-                   "the -1 on each batch" if rest.count(-1) <= 1 else
-                   "write the sizes you know, and -1 for at most one other"))
+        if verb == "broadcasts":
+            hint = ("broadcast by arithmetic against the tensor whose sizes you need: "
+                    "`ops.expand_dims(v, 1) + ops.zeros_like(x)` takes x's sizes on "
+                    "each batch")
+        elif rest.count(-1) <= 1:
+            hint = (f"`layers.Reshape({_tup(tuple(rest))})` keeps the batch and works out "
+                    "the -1 on each batch")
+        else:
+            hint = "write the sizes you know, and -1 for at most one other"
         yield ctx.finding(
             RESHAPE_SIZE, call,
-            f"`{call.name}` reshapes to {shown}: each None is a size read from a Keras "
+            f"`{call.name}` {verb} to {shown}: each None is a size read from a Keras "
             "tensor's shape (`ops.shape(x)[0]`, `x.shape[1]`) while the model is built, "
-            "where it is unknown; the op keeps the None, and the reshape fails on the "
-            "first batch", shapes={"input": x} if x else None, hint=hint)
+            "where it is unknown; the op keeps the None, and fails on the first batch",
+            shapes={"input": x} if x else None,
+            hint="a size read from a symbolic shape cannot be stored in the model: " + hint)
 
 
 def sequence_dims(ctx: ModelContext) -> dict[int, tuple[LayerCall, str]]:
