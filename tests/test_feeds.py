@@ -717,3 +717,29 @@ def test_keras2_data_forms_are_found_where_keras3_fails() -> None:
         d = found[n]
         assert (d.code, d.severity) == ("SC606", "error"), d
         assert said in d.message and hint in d.hint, d
+
+
+def test_an_unbatched_dataset_is_one_finding_with_its_fix(tmp_path) -> None:
+    from shapecheck.script.runner import check_file
+
+    script = tmp_path / "unbatched.py"
+    script.write_text(
+        "import numpy as np, tensorflow as tf, keras\n"
+        "from keras import layers\n"
+        "x = np.zeros((8, 28, 28, 1), 'float32'); y = np.zeros(8, 'int32')\n"
+        "ds = tf.data.Dataset.from_tensor_slices((x, y))\n"
+        "m = keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(4, 3),\n"
+        "                      layers.Flatten(), layers.Dense(10, activation='softmax')])\n"
+        "m.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n"
+        "m.fit(ds, epochs=1)\n"
+        "m.fit(ds.batch(4), epochs=1)\n")
+    (d,) = check_file(str(script), timeout=300).diagnostics  # nothing more said of y
+    assert (d.code, d.line) == ("SC603", 8) and "x is (28, 28, 1)" in d.message
+    assert "add `.batch(batch_size)`" in d.hint
+    m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((8, 28, 28, 1), "float32"),
+                                             np.zeros(8, "int32")))
+    with pytest.raises(Exception):  # noqa: B017  Keras fails on it as well
+        m.fit(ds, epochs=1, verbose=0)

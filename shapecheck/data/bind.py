@@ -414,6 +414,12 @@ def keras_adjusted(data: tuple, model: tuple) -> tuple:
     return data
 
 
+def unbatched(data: tuple, model: tuple) -> bool:
+    """Whether ``data`` is one sample of ``model``'s input: its shape without the batch
+    axis (an unbatched ``tf.data`` element, ``x[0]``)."""
+    return len(data) == len(model) - 1 and all(
+        not isinstance(m, int) or m == d for m, d in zip(model[1:], data))
+
 def evaluate(shape: tuple, values: dict[str, int]) -> tuple:
     """``shape`` at the bound sizes: ints, or None where a dim is still unknown."""
     return tuple(dims.evaluate(d, values) for d in shape)

@@ -7,7 +7,7 @@ from itertools import permutations
 from typing import Any, Iterator
 
 from shapecheck.shapes import dims
-from shapecheck.data.bind import Binding, meeting_call
+from shapecheck.data.bind import Binding, meeting_call, unbatched
 from shapecheck.rules import batch_check, define, feed_check
 from shapecheck.rules.context import ModelContext, data_finding
 from shapecheck.data.sources import rank_hint, size_hint, transpose_hint
@@ -298,10 +298,9 @@ def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
         return (f"the data holds the same {math.prod(fixed)} values per sample in another "
                 f"shape: {fix}, or declare `Input(shape={tuple(data[1:])})` and add "
                 "`layers.Flatten()`")
-    if len(data) == len(model) - 1 and same(rest, data):
-        if b.feed.kind == "tf.data":
-            return "the dataset is not batched: add `.batch(batch_size)`"
-        return "the data has no batch axis: feed a batch (`x[None]` for a single sample)"
+    unbatched = _unbatched_hint(b, model, data)
+    if unbatched is not None:
+        return unbatched
     if len(data) == len(model) + 1 and same(rest, tuple(data[2:])):
         if b.feed.kind == "tf.data":
             return "the dataset is batched twice: remove one `.batch(...)`"
@@ -314,6 +313,17 @@ def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
         return ("declare the input with one more axis, or reshape the data: "
                 f"`Input(shape={tuple(data[1:])})`")
     return f"reshape the data to {_fmt(model)} or declare `Input(shape={tuple(data[1:])})`"
+
+
+def _unbatched_hint(b: Binding, model: tuple, data: tuple) -> str | None:
+    """The hint for data that is one sample, not a batch: its shape is the model's
+    without the batch axis."""
+    if not unbatched(data, model):
+        return None
+    if b.feed.kind == "tf.data":
+        return ("the dataset yields single samples, not batches (`fit`'s `batch_size` "
+                "does not batch a dataset): add `.batch(batch_size)`")
+    return "the data has no batch axis: feed a batch (`x[None]` for a single sample)"
 
 
 @batch_check
@@ -353,6 +363,8 @@ def data_size(ctx: ModelContext, b: Binding) -> Iterator[Any]:
         if axis == 0:
             hint = ("the model fixes the batch size (`batch_size=` / a stateful layer): "
                     "feed batches of exactly that size, e.g. drop the short last batch")
+        elif _unbatched_hint(b, m.shape, data) is not None:
+            hint = _unbatched_hint(b, m.shape, data)
         elif order is not None:
             kind = ("the images are channels-first" if len(data) == 4 and data[1] <= 4
                     else "the axes are in another order")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from shapecheck.shapes import dims
-from shapecheck.data.bind import Binding, Match, evaluate
+from shapecheck.data.bind import Binding, Match, evaluate, unbatched
 from shapecheck.rules import batch_check, define
 from shapecheck.rules.context import ModelContext, data_finding
 from shapecheck.rules.losses import (BINARY, CATEGORICAL, SPARSE, compile_argument,
@@ -197,6 +197,8 @@ _NO_TARGETS = {
 def target_checks(ctx: ModelContext, b: Binding) -> Iterator[Any]:
     if b.conflicts or b.rank_mismatches:  # the batch itself is wrong: said once, there
         return
+    if any(unbatched(tuple(m.info.shape), m.shape) for m, *_ in b.size_mismatches):
+        return  # one sample, not a batch: the targets are one sample's too (said at x)
     if any(p.kind == "rows" for p in b.feed.problems):  # x and y differ in length (SC606)
         return
     losses = output_losses(ctx)
