@@ -115,7 +115,9 @@ INCOMPATIBLE = define("SC105", "incompatible-dims", "error",
     Reports a size a layer needs equal to another (a key and a value of
     different lengths in attention, the batch of two inputs of a `Dot`) when
     the two can never be equal, even where Keras builds the model without
-    complaint.
+    complaint; and a layer whose weights were made for another size (a
+    `Normalization` adapted on transposed data, a `LayerNormalization`
+    built for another width), which Keras does not check until it runs.
 
     ## Why is this bad
     The model builds but fails on the first batch, inside the layer's call or
@@ -541,6 +543,28 @@ def incompatible_dims(ctx: ModelContext) -> Any:
             f"({c.reason}); they are never equal",
             shapes=shapes,
             hint="make the two sizes agree where they are created")
+
+
+def unexplained_shape_errors(ctx: ModelContext, found: list[Any]) -> list[Any]:
+    """SC105 for each call Keras accepted while the model was built (its sizes unknown
+    or unchecked then) whose shape rule proves it fails on every batch (a layer built,
+    or adapted, for another size), where no finding at that layer says so already."""
+    said = {d.layer for d in found if d.severity in ("error", "warning")}
+    out = []
+    for note in ctx.scope.notes:
+        call = ctx.by_name.get(note.layer)
+        if (note.kind != "shape-error" or call is None or call.failure is not None
+                or note.layer in said or call.inner_failure is not None):
+            continue
+        said.add(note.layer)
+        built = re.search(r"adapted|built|\(its [\w/ ]+ size\)", note.message) is not None
+        out.append(ctx.finding(
+            INCOMPATIBLE, call, f"{call.cls} `{call.name}` fails on the first batch, though "
+            f"Keras builds the model: {note.message}", shapes=numbered(ctx.in_shapes(call)),
+            hint=("the layer's weights were made for another input: build or adapt it on "
+                  "data shaped like this input, or use a new layer here") if built else
+                 "compare the shape the layer is given with the one it needs"))
+    return out
 
 
 # --- calls Keras built for a declared shape that the run does not have -------------------

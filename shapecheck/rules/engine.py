@@ -39,7 +39,9 @@ def model_findings(ctx: ModelContext) -> list[Diagnostic]:
                            f"{type(err).__name__}: {err}")
             continue
         out += [d for d in found if d.layer not in failed]
-    return out
+    from shapecheck.rules.construction import unexplained_shape_errors
+
+    return out + unexplained_shape_errors(ctx, out)
 
 
 def mark_follows(ctx: ModelContext, findings: Iterable[Diagnostic],

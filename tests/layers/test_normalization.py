@@ -214,3 +214,59 @@ def test_batch_norm_mask_rank():
     assert run((B, T)) == (B, T, 4)
     with pytest.raises(ShapeError):
         run((B, T, 4))
+
+
+# --- statistics made for another size (Keras builds the model; the run fails) ----------
+
+
+def _runs(model, shape) -> bool:
+    import numpy as np
+
+    try:
+        model.predict(np.zeros(shape, "float32"), verbose=0)
+    except Exception:  # noqa: BLE001  (Keras raises several kinds)
+        return False
+    return True
+
+
+def test_normalization_adapted_to_other_features_fails_and_is_found():
+    import numpy as np
+
+    import shapecheck
+
+    norm = L.Normalization()
+    norm.adapt(np.random.rand(10, 100).astype("float32"))  # transposed: 100 features
+    with pytest.raises(ShapeError, match="adapted to data of shape"):
+        _rule(norm, (B, 10))
+    out, scope = _rule(norm, (B, 100))
+    assert out == (B, 100) and not scope.constraints
+    model = keras.Sequential([keras.Input((10,)), norm, L.Dense(1)])
+    (d,) = shapecheck.check_model(model).diagnostics
+    assert (d.code, d.layer) == ("SC105", norm.name) and "expected 100, got 10" in d.message
+    assert not _runs(model, (2, 10))  # Keras: "Dimensions must be equal, but are 10 and 100"
+    good = L.Normalization()
+    good.adapt(np.random.rand(100, 10).astype("float32"))
+    fine = keras.Sequential([keras.Input((10,)), good, L.Dense(1)])
+    assert shapecheck.check_model(fine).diagnostics == [] and _runs(fine, (2, 10))
+
+
+def test_normalization_given_statistics_and_other_axes():
+    norm = L.Normalization(axis=1, mean=[0.0, 1.0, 2.0], variance=[1.0, 1.0, 1.0])
+    norm.build((None, 3, 5))
+    with pytest.raises(ShapeError, match="given to"):
+        _rule(norm, (B, 4, 5))
+    assert _rule(norm, (B, 3, T))[0] == (B, 3, T)
+    unbuilt = L.Normalization()
+    assert _rule(unbuilt, (B, T, 7))[0] == (B, T, 7)
+
+
+def test_layer_norm_built_for_another_width_is_a_finding_and_keras_fails():
+    import shapecheck
+
+    ln = L.LayerNormalization()
+    ln.build((None, 100))
+    model = keras.Sequential([keras.Input((10,)), ln, L.Dense(1)])
+    (d,) = shapecheck.check_model(model).diagnostics
+    assert d.code == "SC105" and "fails on the first batch" in d.message
+    assert "made for another input" in d.hint
+    assert not _runs(model, (2, 10))

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from shapecheck.shapes.layers.core import (check_axes, check_input_spec, check_weight_axes,
-                                           input_shape, input_syms, normalize_axes, preserve)
+                                           input_shape, input_syms, match_dim, normalize_axes,
+                                           preserve)
 from shapecheck.shapes import dims
 from shapecheck.shapes.layers.registry import Call, ShapeError, Sym, rule
 
@@ -85,3 +86,22 @@ def spectral_normalization(call: Call) -> Any:
 def regularization(call: Call) -> tuple:
     return preserve(call)
 
+
+
+@rule("layers.Normalization")
+def normalization(call: Call) -> tuple:
+    """Its mean and variance, once adapted (or given), broadcast over the input from
+    its last axis: each kept axis must have the size they were made for."""
+    x = input_shape(call)
+    op = call.op
+    shape = getattr(op, "_broadcast_shape", None) if op.built else None
+    if not shape or len(shape) > len(x):
+        return x
+    built = getattr(op, "_build_input_shape", None)
+    made = (f"the statistics of `{op.name}` (adapted to data of shape "
+            f"{dims.fmt_shape(tuple(built))})" if built is not None and op.input_mean is None
+            else f"the mean and variance given to `{op.name}`")
+    for i, size in enumerate(reversed(shape)):
+        if size != 1:
+            match_dim(call, x[len(x) - 1 - i], size, f"{made}: axis {len(x) - 1 - i}")
+    return x
