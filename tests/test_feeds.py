@@ -743,3 +743,25 @@ def test_an_unbatched_dataset_is_one_finding_with_its_fix(tmp_path) -> None:
                                              np.zeros(8, "int32")))
     with pytest.raises(Exception):  # noqa: B017  Keras fails on it as well
         m.fit(ds, epochs=1, verbose=0)
+
+
+def test_a_short_last_batch_of_a_fixed_batch_model_is_said_once(tmp_path) -> None:
+    from shapecheck.script.runner import check_file
+
+    script = tmp_path / "stateful.py"
+    script.write_text(
+        "import numpy as np, keras\n"
+        "from keras import layers\n"
+        "model = keras.Sequential([keras.Input(batch_shape=(32, 10, 4)),\n"
+        "                          layers.LSTM(8, stateful=True), layers.Dense(1)])\n"
+        "model.compile(optimizer='adam', loss='mse')\n"
+        "model.fit(np.zeros((100, 10, 4)), np.zeros((100, 1)), batch_size=32, epochs=1)\n")
+    (d,) = check_file(str(script), timeout=300).diagnostics  # not again for y's 4 rows
+    assert (d.code, d.line) == ("SC603", 6) and "axis 0 is 4, the model fixes 32" in d.message
+    assert "drop the short last batch" in d.hint
+    model = keras.Sequential([keras.Input(batch_shape=(32, 10, 4)),
+                              keras.layers.LSTM(8, stateful=True), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(Exception):  # noqa: B017  Keras fails on the last 4 rows too
+        model.fit(np.zeros((100, 10, 4)), np.zeros((100, 1)), batch_size=32, epochs=1,
+                  verbose=0)

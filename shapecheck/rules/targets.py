@@ -197,8 +197,9 @@ _NO_TARGETS = {
 def target_checks(ctx: ModelContext, b: Binding) -> Iterator[Any]:
     if b.conflicts or b.rank_mismatches:  # the batch itself is wrong: said once, there
         return
-    if any(unbatched(tuple(m.info.shape), m.shape) for m, *_ in b.size_mismatches):
-        return  # one sample, not a batch: the targets are one sample's too (said at x)
+    if any(axis == 0 or unbatched(tuple(m.info.shape), m.shape)
+           for m, axis, *_ in b.size_mismatches):
+        return  # a batch of another size than the model fixes, or one sample: said at x
     if any(p.kind == "rows" for p in b.feed.problems):  # x and y differ in length (SC606)
         return
     losses = output_losses(ctx)
