@@ -249,3 +249,19 @@ def test_a_subclassed_models_output_is_shown_in_named_dims(tmp_path):
     assert d.shapes == {"out": ["batch", 3], "y": [32, 4]}
     assert d.dims == {"batch": 32}
     assert "the output of model `net`" in d.message
+
+
+def test_crossed_broadcasts_are_those_that_stretch_both_sides():
+    from shapecheck.script.broadcasts import crossed
+
+    assert crossed((16,), (16, 1)) == (16, 16)
+    assert crossed((16, 1), (16,)) == (16, 16)
+    assert crossed((4, 16, 1), (16,)) == (4, 16, 16)
+    assert crossed((16, 3), (3,)) is None  # a bias over the rows: one side stretched
+    assert crossed((16, 1), (1, 16)) is None  # same rank: written on purpose
+    assert crossed((16, 3), (16,)) is None  # does not broadcast: it raises (SC903)
+    assert crossed((1, 1), (1,)) is None
+    import numpy as np
+
+    for a, b in (((16,), (16, 1)), ((4, 16, 1), (16,))):  # what broadcasting really gives
+        assert crossed(a, b) == np.broadcast_shapes(a, b)

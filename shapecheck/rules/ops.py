@@ -11,6 +11,7 @@ from typing import Any
 
 from shapecheck.report import Diagnostic, Location
 from shapecheck.rules import define, script_error_check
+from shapecheck.rules.context import source_line
 
 OP_SHAPE = define("SC903", "op-shape-error", "error",
                   "code between the models combines tensors whose shapes do not fit", """
@@ -41,6 +42,65 @@ OP_SHAPE = define("SC903", "op-shape-error", "error",
     model = keras.Sequential([..., layers.Dense(3)])    # as wide as the targets
     ```
     """, outcome="none")
+
+CROSS_BROADCAST = define("SC905", "cross-broadcast", "error",
+                         "code between the models broadcasts a model's output against "
+                         "targets of another rank", """
+    ## What it does
+    Watches the arithmetic written around the models while a hand-written loop
+    runs as a dry run (`-`, `+`, `*`, `/` on TensorFlow tensors,
+    `tf.math.squared_difference`), and reports an operation between a model's
+    output and a tensor of another rank where each is stretched along an axis
+    the other gives: `y - pred` with targets `(32,)` and predictions
+    `(32, 1)` is `(32, 32)`.
+
+    ## Why is this bad
+    Nothing raises. The loss compares every target with every prediction and
+    averages over them: the model trains on the wrong objective, its loss
+    stalls near the targets' variance, and nothing says why. Keras's own
+    losses (`keras.losses.MeanSquaredError`) line the two up first; the
+    arithmetic written by hand does not.
+
+    ## Example
+    ```python
+    pred = model(x, training=True)                     # (32, 1)
+    loss = tf.reduce_mean(tf.square(y - pred))         # y: (32,) -> (32, 32)
+    ```
+
+    ## Use instead
+    ```python
+    loss = tf.reduce_mean(tf.square(y - tf.squeeze(pred, -1)))   # (32,)
+    ```
+    """, outcome="none")
+
+
+def cross_broadcasts(records: list[Any], show: Any) -> list[Diagnostic]:
+    """SC905 for each line where a model's output was broadcast against a tensor of
+    another rank (:class:`shapecheck.script.broadcasts.CrossBroadcast`)."""
+    out = []
+    for r in records:
+        layer = f" (layer `{r.layer}`)" if r.layer else ""
+        out_t, other_t, res_t = _tuple(r.output), _tuple(r.other), _tuple(r.result)
+        fix = (f"`tf.squeeze(pred, -1)` makes the output {_tuple(r.output[:-1])}"
+               if len(r.output) == len(r.other) + 1 and r.output[-1] == 1 else
+               f"`tf.reshape(y, {_tuple([-1, *r.output[1:]])})` makes the other side "
+               f"{out_t}")
+        d = CROSS_BROADCAST.finding(
+            f"`{r.op}` broadcasts the output of model `{r.model}`{layer}, {out_t}, against "
+            f"a tensor of another rank, {other_t}: each is stretched along the other's "
+            f"axis and the result is {res_t}, every row of one against every row of the "
+            "other; nothing raises", path=show(r.path), line=r.line,
+            source=source_line(r.path, r.line), model=r.model, layer=r.layer,
+            shapes={"model output": r.output, "other operand": r.other, "result": r.result},
+            hint=f"give both sides one shape before `{r.op}`: {fix}")
+        d.col, d.end_col = r.col, r.end_col
+        if r.made_at[1]:
+            d.related = [Location(path=show(r.made_at[0]), line=r.made_at[1],
+                                  source=source_line(r.made_at[0], r.made_at[1]),
+                                  message=f"the output of `{r.model}` is made here")]
+        out.append(d)
+    return out
+
 
 _SHAPE_ERROR = re.compile(
     r"incompatible shape|dimensions must be equal|must be equal|must match|"

@@ -83,9 +83,10 @@ INSTALLED = False
 def reset() -> Capture:
     """A fresh record (one per script)."""
     global CAPTURE
-    from shapecheck.script import datacalls, loops, operands
+    from shapecheck.script import broadcasts, datacalls, loops, operands
 
     CAPTURE = Capture()
+    broadcasts.reset()
     loops.reset()
     operands.reset()
     datacalls.reset()
@@ -224,9 +225,10 @@ def install() -> Capture:
     # weights refused while a layer is made or built
     layerweights.install(Layer, lambda failure: CAPTURE.failures.append(failure))
     datasets.install()  # which Keras utility made each dataset, for the hints
-    from shapecheck.script import loops
+    from shapecheck.script import broadcasts, loops
 
     loops.install()
+    broadcasts.install()
     return CAPTURE
 
 

@@ -296,6 +296,8 @@ class _Job:
         """Analyse every model recorded and write the report (once)."""
         from shapecheck.graph.model import analyze
         from shapecheck.report import display_path
+        from shapecheck.rules.ops import cross_broadcasts
+        from shapecheck.script import broadcasts
         from shapecheck.script.contracts import findings as contract_findings
         from shapecheck.script.protocol import analysis_limit
 
@@ -318,6 +320,7 @@ class _Job:
             declared=cap.declared)
         found += contract_findings(cap.contracts, report.models,  # @shapecheck.returns
                                    [(r.model, r.path, r.line) for r in records], display_path)
+        found += cross_broadcasts(broadcasts.FOUND, display_path)  # y - pred, (n,) vs (n, 1)
         if stopped is not None:
             from shapecheck.rules.engine import script_error_findings
             from shapecheck.rules.ops import name_operand_dims
