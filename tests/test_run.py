@@ -207,6 +207,29 @@ def test_one_failure_at_every_size_is_one_finding():
     assert "the loss `folded_loss`" in d.message
 
 
+class OwnStep(keras.Model):
+    def train_step(self, data):  # computes its loss itself: compile() is given none
+        x, y = data
+        return {"loss": ops.mean(ops.abs(self(x) - ops.reshape(y, (-1, 1))))}
+
+
+def test_a_step_of_the_models_own_without_a_compiled_loss_is_not_a_run_failure():
+    inp = keras.Input((4,))
+    own = OwnStep(inp, layers.Dense(1)(inp))
+    own.compile(optimizer="adam")
+    x, y = np.zeros((8, 4), "float32"), np.zeros((8,), "float32")
+    own.fit(x, y, epochs=1, verbose=0)  # Keras trains it
+    report = shapecheck.check_model(own, data=x, targets=y, run=True, device="cpu")
+    assert report.diagnostics == []
+    plain = keras.Model(inp, layers.Dense(1)(inp))
+    plain.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="No loss to compute"):
+        plain.fit(x, y, epochs=1, verbose=0)
+    (d,) = shapecheck.check_model(plain, data=x, targets=y, run=True,
+                                  device="cpu").diagnostics
+    assert d.code == "SC801" and "No loss to compute" in d.message
+
+
 def test_unknown_dim_name_says_which_dims_exist():
     report = shapecheck.check_model(_bn_model(), {"Q": 3}, run=True, device="cpu")
     (note,) = report.models[0].run["notes"]

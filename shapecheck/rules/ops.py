@@ -48,7 +48,8 @@ CROSS_BROADCAST = define("SC905", "cross-broadcast", "error",
                          "targets of another rank", """
     ## What it does
     Watches the arithmetic written around the models while a hand-written loop
-    runs as a dry run (`-`, `+`, `*`, `/` on TensorFlow tensors,
+    runs as a dry run, and in a model's own `train_step` as it is traced (`-`,
+    `+`, `*`, `/` on TensorFlow tensors,
     `tf.math.squared_difference`), and reports an operation between a model's
     output and a tensor of another rank where each is stretched along an axis
     the other gives: `y - pred` with targets `(32,)` and predictions

@@ -6,7 +6,7 @@ TensorFlow's eager tensors are patched (``-``, ``+``, ``*``, ``/`` both ways, an
 ``tf.math.squared_difference``); an operation made by the user's own line, with a
 model's output on one side (:func:`shapecheck.script.operands.output_of`), whose two
 shapes stretch each other is kept.  Inside a ``tf.function`` the sizes are not all
-known, and nothing is checked there.
+known: an axis of unknown size is never taken for a stretched one.
 """
 
 from __future__ import annotations
@@ -87,19 +87,11 @@ def _check(op: str, a: Any, b: Any) -> None:
                                 (made.path, made.line)))
 
 
-def _inside_function() -> bool:
-    tf = sys.modules.get("tensorflow")
-    try:
-        return tf is not None and bool(tf.inside_function())
-    except Exception:
-        return False
-
-
 def _wrap(original: Any, op: str, swapped: bool = False) -> Any:
     def method(self: Any, other: Any, *args: Any, **kwargs: Any) -> Any:
         out = original(self, other, *args, **kwargs)
         try:
-            if not _inside_function() and frames.called_by_user(1):
+            if frames.called_by_user(1):
                 _check(op, other, self) if swapped else _check(op, self, other)
         except Exception:  # the script's arithmetic is never disturbed
             pass

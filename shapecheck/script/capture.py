@@ -141,6 +141,8 @@ def install() -> Capture:
                 else:
                     nested = trace_nested(self, args, kwargs)
                     if nested is not None:
+                        if _own_step_call(self):
+                            _note(self, nested)
                         return nested
             _ACTIVE.append(self)
             failure = None
@@ -164,12 +166,8 @@ def install() -> Capture:
                 return make_standin(self, args, kwargs, failure)
             if outermost and method == "__call__" and not _TRACING:
                 check_declared(self, args, kwargs)
-            if on_data:
-                from shapecheck.script import operands
-
-                traced = CAPTURE.traces.get(id(self))  # a subclassed model: its graph
-                operands.note_outputs(self, out, user_site(2),
-                                      getattr(traced, "functional", None))
+            if on_data or method == "__call__" and _own_step_call(self):
+                _note(self, out)
             return out
 
         call.__name__ = method
@@ -230,6 +228,24 @@ def install() -> Capture:
     loops.install()
     broadcasts.install()
     return CAPTURE
+
+
+def _note(model: Any, out: Any) -> None:
+    """Remember ``out`` as ``model``'s output, called on the user's line."""
+    from shapecheck.script import operands
+
+    traced = CAPTURE.traces.get(id(model))  # a subclassed model: its graph
+    operands.note_outputs(model, out, user_site(3), getattr(traced, "functional", None))
+
+
+def _own_step_call(layer: Any) -> bool:
+    """A model called by the user's own step while the dry run traces it (its output
+    meets the targets in the user's code)."""
+    from keras import Model
+
+    from shapecheck.script import datacalls
+
+    return bool(datacalls.OWN) and isinstance(layer, Model) and frames.called_by_user(2)
 
 
 def _refused(op: Any, args: tuple, kwargs: dict, err: Exception) -> Any:

@@ -234,7 +234,7 @@ def execute(ctx: Any, plan: Plan) -> Execution:
     try:
         forward(ctx, x, False, result.observed)
         result.stages.append("forward")
-        if y is not None and getattr(model, "compiled", False):
+        if y is not None and getattr(model, "compiled", False) and has_loss_to_run(model):
             _train_step(ctx, plan, x, y, result)
     except _Failed as failed:
         result.error = failed.error
@@ -246,6 +246,19 @@ def execute(ctx: Any, plan: Plan) -> Execution:
                 pass
         result.seconds = time.perf_counter() - start
     return result
+
+
+def has_loss_to_run(model: Any) -> bool:
+    """Whether ``fit`` computes the compiled loss: a loss given to ``compile``, or a
+    ``compute_loss`` of the model's own; not a model whose own ``train_step`` computes
+    its loss without one (Keras raises "No loss to compute" only when that step asks)."""
+    from keras import Model
+
+    if getattr(model, "loss", None) is not None:
+        return True
+    own_loss = type(model).compute_loss is not Model.compute_loss
+    own_step = type(model).train_step is not Model.train_step
+    return own_loss or not own_step
 
 
 def _train_step(ctx: Any, plan: Plan, x: Any, y: Any, result: Execution) -> None:
