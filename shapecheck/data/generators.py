@@ -104,6 +104,7 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 def user_code(filename: str) -> bool:
+    """Whether ``filename`` is the user's (not a library's, shapecheck's or ``<string>``)."""
     return (not filename.startswith("<") and "__autograph_generated_file" not in filename
             and not os.path.abspath(filename).startswith(_library_dirs()))
 

@@ -22,7 +22,6 @@ import functools
 import math
 import os
 import re
-import sysconfig
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from shapecheck.data.generators import user_code
 from shapecheck.shapes import dims
 from shapecheck.shapes.graph import LayerCall
 from shapecheck.verify.backends import (StepFailed, backend, input_gradients, loss_and_gradient,
@@ -357,21 +357,6 @@ def _frames(err: BaseException) -> list[tuple[Any, int]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _library_dirs() -> tuple[str, ...]:
-    """Folders whose code is not the user's: the standard library, installed packages,
-    shapecheck itself."""
-    paths = sysconfig.get_paths()
-    dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    dirs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shapecheck/
-    return tuple(os.path.join(os.path.abspath(d), "") for d in dirs if d)
-
-
-def user_code(filename: str) -> bool:
-    """Whether ``filename`` is the user's (not a library's, shapecheck's or ``<string>``)."""
-    return (not filename.startswith("<") and "__autograph_generated_file" not in filename
-            and not os.path.abspath(filename).startswith(_library_dirs()))
-
-
 def user_line(err: BaseException) -> tuple[str, int] | None:
     """The innermost line of the user's code in ``err``'s traceback (or its causes')."""
     for e in _chain(err):
