@@ -5,6 +5,7 @@ raised); a PyDataset's and a tf.data dataset's items go through the same reading
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sysconfig
@@ -94,6 +95,7 @@ def _exception_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
+@functools.lru_cache(maxsize=1)
 def _library_dirs() -> tuple[str, ...]:
     """Folders whose code is not the user's: the standard library, installed packages,
     shapecheck itself."""

@@ -18,7 +18,6 @@ Nothing here decides what is a finding: the SC8 rules read the results.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -356,7 +355,6 @@ def _frames(err: BaseException) -> list[tuple[Any, int]]:
     return out[::-1]
 
 
-@functools.lru_cache(maxsize=1)
 def user_line(err: BaseException) -> tuple[str, int] | None:
     """The innermost line of the user's code in ``err``'s traceback (or its causes')."""
     for e in _chain(err):
