@@ -420,6 +420,7 @@ def unbatched(data: tuple, model: tuple) -> bool:
     return len(data) == len(model) - 1 and all(
         not isinstance(m, int) or m == d for m, d in zip(model[1:], data))
 
+
 def evaluate(shape: tuple, values: dict[str, int]) -> tuple:
     """``shape`` at the bound sizes: ints, or None where a dim is still unknown."""
     return tuple(dims.evaluate(d, values) for d in shape)

@@ -15,7 +15,7 @@ from shapecheck.report import Diagnostic, Location
 from shapecheck.rules import define
 from shapecheck.rules.context import source_line
 from shapecheck.shapes import dims
-from shapecheck.shapes.contracts import Entry, render_failure
+from shapecheck.shapes.contracts import Entry, failure_details
 
 SHAPE_CONTRACT = define("SC904", "shape-contract", "error",
                         "a function returns a shape its `@shapecheck.returns` spec rules out",
@@ -87,9 +87,8 @@ def unchecked_finding(contract: Any, why: str, called: Any = None) -> Diagnostic
 
 def _failure(contract: Any, called: Any, model: str | None, f: Entry, made: Any,
              bindings: dict[str, Any]) -> Diagnostic:
-    lines = render_failure(f)
     got = dims.fmt_shape(f.got) if f.got is not None else "?"
-    detail = [s.strip() for s in lines[4:]] if f.columns is not None else [f.problem]
+    detail = failure_details(f)
     message = (f"`{contract.function}` breaks its contract: {f.label} is {got}, not "
                f"\"{f.spec}\"" + (": " + "; ".join(detail) if detail else ""))
     shapes: dict[str, Any] = {"got": [dims.to_json(d) for d in f.got or ()]}

@@ -298,9 +298,9 @@ def _rank_hint(b: Binding, model: tuple, data: tuple) -> str:
         return (f"the data holds the same {math.prod(fixed)} values per sample in another "
                 f"shape: {fix}, or declare `Input(shape={tuple(data[1:])})` and add "
                 "`layers.Flatten()`")
-    unbatched = _unbatched_hint(b, model, data)
-    if unbatched is not None:
-        return unbatched
+    one_sample = _unbatched_hint(b, model, data)
+    if one_sample is not None:
+        return one_sample
     if len(data) == len(model) + 1 and same(rest, tuple(data[2:])):
         if b.feed.kind == "tf.data":
             return "the dataset is batched twice: remove one `.batch(...)`"
@@ -363,8 +363,8 @@ def data_size(ctx: ModelContext, b: Binding) -> Iterator[Any]:
         if axis == 0:
             hint = ("the model fixes the batch size (`batch_size=` / a stateful layer): "
                     "feed batches of exactly that size, e.g. drop the short last batch")
-        elif _unbatched_hint(b, m.shape, data) is not None:
-            hint = _unbatched_hint(b, m.shape, data)
+        elif (one_sample := _unbatched_hint(b, m.shape, data)) is not None:
+            hint = one_sample
         elif order is not None:
             kind = ("the images are channels-first" if len(data) == 4 and data[1] <= 4
                     else "the axes are in another order")

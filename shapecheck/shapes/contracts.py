@@ -329,6 +329,15 @@ def render_failure(f: Entry) -> list[str]:
     lines += [f"  expected: ({' '.join(s.ljust(w) for s, w in zip(exp, widths)).rstrip()})",
               f"  got:      ({' '.join(s.ljust(w) for s, w in zip(had, widths)).rstrip()})",
               ("             " + " ".join(marks)).rstrip()]
+    return lines + [f"  {text}" for text in failure_details(f)]
+
+
+def failure_details(f: Entry) -> list[str]:
+    """What differs, in words: one line per axis that does not match, then the
+    witness's concrete shapes (or the rank problem)."""
+    if f.columns is None:
+        return [f.problem]
+    lines = []
     for c in f.columns:
         if not c.bad:
             continue
@@ -339,14 +348,14 @@ def render_failure(f: Entry) -> list[str]:
                                                               for d in c.expected or ()))
         if c.axis.kind == "int":
             want = f"expected {c.axis.value}"
-        text = f"  {where}: {want}; got {', '.join(dims.fmt(d) for d in c.got) or 'none'}"
+        text = f"{where}: {want}; got {', '.join(dims.fmt(d) for d in c.got) or 'none'}"
         lines.append(text + (f": {c.verdict.why}" if c.verdict.why else "")
                      + _eg(c.verdict.witness))
     if f.witness:
         at = ", ".join(f"{n} = {s}" for n, s in f.witness.items())
         exp = _concrete([d for c in f.columns for d in (c.expected or c.got)], f.witness)
         had = _concrete(list(f.got), f.witness)
-        lines.append(f"  at {at}: expected {exp}, got {had}")
+        lines.append(f"at {at}: expected {exp}, got {had}")
     return lines
 
 

@@ -87,7 +87,6 @@ def regularization(call: Call) -> tuple:
     return preserve(call)
 
 
-
 @rule("layers.Normalization")
 def normalization(call: Call) -> tuple:
     """Its mean and variance, once adapted (or given), broadcast over the input from
